@@ -1,0 +1,44 @@
+// The mutable state of one k-means run, shared by the driver (kmeans.cpp) and the
+// empty-cluster resolution steps (ipq.cpp, pg_finetune.cpp). Internal to engine/.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/points.h"
+#include "kernels/backend.h"
+
+namespace pgkm {
+
+struct ClusterState {
+  ClusterState(Backend& backend, const ResidentPoints& resident, const PointSet& points,
+               const FixedPoint& fp, int64_t k);
+
+  Backend& backend;
+  const ResidentPoints& resident;
+  const PointSet& points;  // the points k-means runs on (deduplicated, maybe consolidated)
+  FixedPoint fp;
+  int64_t k;
+  int dim;
+
+  std::vector<float> centroids;  // [k, dim]
+  std::vector<uint32_t> codes;   // [points.size()]
+  std::vector<float> dist;       // [points.size()] squared distance to the assigned centroid
+  std::vector<int64_t> sums;     // [k, dim] fixed-point sums of the current assignment
+  std::vector<uint64_t> counts;  // [k] total weight of the current assignment
+
+  // Nearest-centroid assignment of every point, then sums and counts for it.
+  void reassign();
+  int64_t count_empty() const;
+  // Every centroid with a non-zero count becomes the exact mean of its points;
+  // an empty cluster keeps its centroid.
+  void update_means();
+};
+
+// Outcome of one iteration's empty-cluster resolution.
+struct ResolutionOutcome {
+  int rounds = 0;        // ipq tries or pg fine-tuning rounds
+  bool gave_up = false;  // ipq: tries ran out with clusters still empty
+};
+
+}  // namespace pgkm

@@ -1,0 +1,274 @@
+#include "engine/kmeans.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "engine/errors.h"
+#include "engine/ipq.h"
+#include "engine/pg_finetune.h"
+#include "engine/pg_partition.h"
+#include "engine/rng.h"
+
+namespace pgkm {
+
+const char* algorithm_name(Algorithm a) {
+  switch (a) {
+    case Algorithm::kIpq:
+      return "ipq";
+    case Algorithm::kPgBase:
+      return "pg-base";
+    case Algorithm::kPg:
+      return "pg";
+  }
+  return "?";
+}
+
+Algorithm parse_algorithm(const std::string& name) {
+  for (Algorithm a : {Algorithm::kIpq, Algorithm::kPgBase, Algorithm::kPg}) {
+    if (name == algorithm_name(a)) return a;
+  }
+  throw InputError("algorithm",
+                   str_cat("unknown algorithm '", name, "'; expected pg, pg-base or ipq"));
+}
+
+ClusterState::ClusterState(Backend& backend_, const ResidentPoints& resident_,
+                           const PointSet& points_, const FixedPoint& fp_, int64_t k_)
+    : backend(backend_), resident(resident_), points(points_), fp(fp_), k(k_), dim(points_.dim) {
+  const size_t n = static_cast<size_t>(points.size());
+  centroids.resize(static_cast<size_t>(k) * static_cast<size_t>(dim));
+  codes.resize(n);
+  dist.resize(n);
+  sums.resize(static_cast<size_t>(k) * static_cast<size_t>(dim));
+  counts.resize(static_cast<size_t>(k));
+}
+
+void ClusterState::reassign() {
+  backend.assign(resident, centroids, codes, dist);
+  backend.accumulate(resident, codes, fp, sums, counts);
+}
+
+int64_t ClusterState::count_empty() const {
+  return std::count(counts.begin(), counts.end(), uint64_t{0});
+}
+
+void ClusterState::update_means() {
+  const size_t d = static_cast<size_t>(dim);
+  for (size_t j = 0; j < static_cast<size_t>(k); ++j) {
+    if (counts[j] == 0) continue;
+    for (size_t c = 0; c < d; ++c)
+      centroids[j * d + c] = fp.mean(sums[j * d + c], counts[j]);
+  }
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+void validate(const KMeansParams& p, const std::string& layer, std::span<const float> v, int dim) {
+  PGKM_EXPECTS(dim >= 1 && dim <= kMaxDim, layer, "block size ", dim, " is outside 1..", kMaxDim);
+  PGKM_EXPECTS(v.size() % static_cast<size_t>(dim) == 0, layer, v.size(),
+               " values do not make whole vectors of size ", dim);
+  const int64_t n = static_cast<int64_t>(v.size()) / dim;
+  PGKM_EXPECTS(n > 0, layer, "no vectors to cluster (zero-size tensor)");
+  PGKM_EXPECTS(p.n_centroids >= 1, layer, "number of centroids ", p.n_centroids, " must be >= 1");
+  PGKM_EXPECTS(p.n_centroids <= n, layer, "number of centroids ", p.n_centroids,
+               " exceeds the number of vectors ", n);
+  PGKM_EXPECTS(p.n_centroids <= (int64_t{1} << 32), layer, "number of centroids ", p.n_centroids,
+               " exceeds 2^32");
+  PGKM_EXPECTS(p.iterations >= 0, layer, "iteration count ", p.iterations, " is negative");
+  for (size_t i = 0; i < v.size(); ++i) {
+    PGKM_EXPECTS(std::isfinite(v[i]), layer, "value ", v[i], " at vector ",
+                 i / static_cast<size_t>(dim), ", coordinate ", i % static_cast<size_t>(dim),
+                 " is not finite");
+    PGKM_EXPECTS(std::fabs(v[i]) <= 1e18f, layer, "value ", v[i], " at vector ",
+                 i / static_cast<size_t>(dim), " is too large to cluster (|x| > 1e18)");
+  }
+}
+
+// Sum over the distinct points of weight * |x - c(code)|^2, in double. Partial sums
+// over fixed chunks of points, added in chunk order: the same bits for any thread count.
+double objective_of(const PointSet& points, std::span<const uint32_t> codes,
+                    std::span<const float> centroids) {
+  constexpr int64_t kChunk = 4096;
+  const int64_t n = points.size();
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  const size_t dim = static_cast<size_t>(points.dim);
+  std::vector<double> partial(static_cast<size_t>(chunks));
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < chunks; ++c) {
+    double s = 0;
+    for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) {
+      const float* x = points.x.data() + static_cast<size_t>(i) * dim;
+      const float* m = centroids.data() + static_cast<size_t>(codes[static_cast<size_t>(i)]) * dim;
+      double e = 0;
+      for (size_t d = 0; d < dim; ++d) {
+        const double t = static_cast<double>(x[d]) - static_cast<double>(m[d]);
+        e += t * t;
+      }
+      s += e * points.weight[static_cast<size_t>(i)];
+    }
+    partial[static_cast<size_t>(c)] = s;
+  }
+  double total = 0;
+  for (double s : partial)
+    total += s;
+  return total;
+}
+
+// Initial centroids by the algorithm's rule; returns the initial number of empty clusters.
+int64_t initialize(ClusterState& state, const KMeansParams& params, const std::string& layer,
+                   std::span<const uint32_t> source_to_point) {
+  if (params.algorithm == Algorithm::kIpq) {
+    Rng rng(params.seed, layer, "ipq-init");
+    state.centroids = ipq_initial_centroids(state.points, source_to_point, state.k, rng);
+    state.reassign();
+    return state.count_empty();
+  }
+  // Partitioning-Guided Pre-assignment over all distinct points. With fewer distinct
+  // points than centroids only that many pieces exist; the surplus centroids copy
+  // the first piece's (ties go to the lowest index, so they start empty).
+  const int64_t n = state.points.size();
+  std::vector<uint32_t> all(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    all[static_cast<size_t>(i)] = static_cast<uint32_t>(i);
+  const int64_t pieces_wanted = std::min(state.k, n);
+  const auto pieces = partition_guided(state.points, all, pieces_wanted, state.fp);
+  const size_t dim = static_cast<size_t>(state.dim);
+  for (int64_t j = 0; j < state.k; ++j) {
+    const auto& src = pieces[static_cast<size_t>(j < pieces_wanted ? j : 0)];
+    std::memcpy(state.centroids.data() + static_cast<size_t>(j) * dim, src.centroid.data(),
+                dim * sizeof(float));
+  }
+  // The initial state is the partition itself: piece j is cluster j.
+  std::fill(state.counts.begin(), state.counts.end(), 0);
+  for (int64_t j = 0; j < pieces_wanted; ++j) {
+    for (uint32_t m : pieces[static_cast<size_t>(j)].members)
+      state.codes[m] = static_cast<uint32_t>(j);
+    state.counts[static_cast<size_t>(j)] = pieces[static_cast<size_t>(j)].weight;
+  }
+  return state.count_empty();
+}
+
+// The code of every distinct point: its own code, or its consolidated point's code.
+std::vector<uint32_t> codes_of_distinct(const ClusterState& state, int64_t n_distinct,
+                                        const std::vector<uint32_t>& consolidated_index) {
+  std::vector<uint32_t> codes(static_cast<size_t>(n_distinct));
+  for (size_t p = 0; p < codes.size(); ++p) {
+    codes[p] = consolidated_index.empty() ? state.codes[p] : state.codes[consolidated_index[p]];
+  }
+  return codes;
+}
+
+}  // namespace
+
+KMeansResult run_kmeans(Backend& backend, const KMeansParams& params, const std::string& layer,
+                        std::span<const float> vectors, int dim,
+                        const IterationCallback& on_iteration) {
+  const auto start = Clock::now();
+  validate(params, layer, vectors, dim);
+  KMeansResult result;
+
+  Deduplicated distinct = deduplicate(vectors, dim);
+  result.distinct_vectors = distinct.points.size();
+  // One scale for the whole layer, from the original data: consolidated points are
+  // means of original ones, so the bound holds for them too.
+  const FixedPoint fp =
+      FixedPoint::for_data(distinct.points.max_abs(), distinct.points.total_weight());
+
+  // pg clusters the consolidated points; the others the distinct points.
+  const PointSet* working = &distinct.points;
+  if (params.algorithm == Algorithm::kPg) {
+    result.dwc =
+        consolidate_dense_weights(distinct.points, params.n_centroids, params.dwc, fp, layer);
+    working = &result.dwc.points;
+  }
+  result.clustered_points = working->size();
+
+  auto resident = backend.upload(working->x, working->weight, dim);
+  ClusterState state(backend, *resident, *working, fp, params.n_centroids);
+  result.initial_empty = initialize(state, params, layer, distinct.source_to_point);
+
+  Rng resolution_rng(params.seed, layer, "ipq-resolve");
+  for (int it = 0; it < params.iterations; ++it) {
+    IterationStats stats;
+    stats.iteration = it;
+    auto t = Clock::now();
+    state.reassign();
+    stats.seconds_assign = seconds_since(t);
+    stats.empty_before = state.count_empty();
+
+    t = Clock::now();
+    ResolutionOutcome outcome;
+    if (stats.empty_before > 0) {
+      outcome = params.algorithm == Algorithm::kIpq
+                    ? ipq_resolve_empty(state, params.ipq, resolution_rng)
+                    : pg_finetune(state, params.pg);
+    }
+    stats.seconds_resolve = seconds_since(t);
+    stats.resolution_rounds = outcome.rounds;
+    stats.empty_after = state.count_empty();
+    result.resolution_rounds += outcome.rounds;
+    result.seconds_resolve += stats.seconds_resolve;
+    if (!outcome.gave_up) {
+      t = Clock::now();
+      state.update_means();
+      stats.seconds_update = seconds_since(t);
+    }
+    // The objective is over every original vector, not the working points.
+    t = Clock::now();
+    stats.objective =
+        objective_of(distinct.points,
+                     codes_of_distinct(state, distinct.points.size(), result.dwc.input_to_point),
+                     state.centroids);
+    stats.seconds_update += seconds_since(t);
+    result.per_iteration.push_back(stats);
+    result.iterations_run = it + 1;
+    if (on_iteration) on_iteration(stats);
+    if (outcome.gave_up) {
+      // fairseq raises EmptyClusterResolveError out of step() before the M-step and
+      // learn() stops iterating: centroids keep their perturbations, codes are the
+      // last reassignment's.
+      result.stopped_early = true;
+      result.stop_reason =
+          str_cat(stats.empty_after, " empty clusters remain after ", outcome.rounds,
+                  " resolution tries in iteration ", it, "; stopped iterating as fairseq does");
+      break;
+    }
+  }
+  if (params.iterations == 0) state.reassign();
+
+  // Codes of every input vector: input -> distinct point -> working point -> code.
+  const auto distinct_codes =
+      codes_of_distinct(state, distinct.points.size(), result.dwc.input_to_point);
+  if (working != &distinct.points && !result.stopped_early) {
+    // pg clustered consolidated points, each "as if it has one weight"; mapped back,
+    // a code stands for many weights. One last update over the original weights makes
+    // every centroid the exact mean of the weights it encodes, the same invariant the
+    // other algorithms end with. It can only lower the objective for these codes.
+    auto all = backend.upload(distinct.points.x, distinct.points.weight, dim);
+    backend.accumulate(*all, distinct_codes, fp, state.sums, state.counts);
+    state.update_means();
+  }
+  result.codes.resize(distinct.source_to_point.size());
+  result.counts.assign(static_cast<size_t>(params.n_centroids), 0);
+  for (size_t i = 0; i < result.codes.size(); ++i) {
+    result.codes[i] = distinct_codes[distinct.source_to_point[i]];
+    ++result.counts[result.codes[i]];
+  }
+  result.empty_clusters = std::count(result.counts.begin(), result.counts.end(), uint64_t{0});
+  result.objective = objective_of(distinct.points, distinct_codes, state.centroids);
+  result.centroids = std::move(state.centroids);
+  result.dwc.points = {};
+  result.dwc.input_to_point = {};
+  result.seconds_total = seconds_since(start);
+  return result;
+}
+
+}  // namespace pgkm

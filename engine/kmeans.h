@@ -1,0 +1,98 @@
+// The k-means driver: one loop for all three algorithms (CONVENTIONS.md #1).
+//
+//   ipq      fairseq's EM (iPQ with Quant-Noise): random init with replacement,
+//            Lloyd iterations, the mixed epsilon-greedy / epsilon-random empty
+//            cluster resolution (engine/ipq.cpp).
+//   pg-base  Partitioning-Guided Pre-assignment (engine/pg_partition.h) and
+//            Partitioning-Guided Cluster Fine-tuning (engine/pg_finetune.h).
+//   pg       pg-base on the points left by Dense Weights Consolidation
+//            (engine/dwc.h); codes are mapped back to every weight at the end.
+//
+// Each iteration: assign every point to its nearest centroid, resolve empty
+// clusters, set every non-empty centroid to the mean of its points. As in
+// fairseq, the codes returned are those of the last assignment and the centroids
+// those of the last update (each centroid is the exact mean of its points).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/dwc.h"
+#include "kernels/backend.h"
+
+namespace pgkm {
+
+enum class Algorithm { kIpq, kPgBase, kPg };
+
+const char* algorithm_name(Algorithm a);  // "ipq", "pg-base", "pg"
+// Parses a name; throws InputError listing the valid names.
+Algorithm parse_algorithm(const std::string& name);
+
+struct IpqParams {
+  // Scale of the Gaussian perturbation that splits the most populated cluster.
+  float eps = 1e-6f;
+  // Resolution tries per iteration (quantize_model_ passes 100). One empty cluster
+  // per try; every try reassigns all points.
+  int max_tries = 100;
+};
+
+struct PgParams {
+  // Partitioning-Guided Cluster Fine-tuning rounds per iteration (paper Section 5).
+  int max_rounds = 15;
+};
+
+struct KMeansParams {
+  Algorithm algorithm = Algorithm::kPg;
+  int64_t n_centroids = 256;  // K
+  int iterations = 15;        // fixed count, no convergence test (fairseq)
+  uint64_t seed = 0;          // global seed; combined with the layer name
+  IpqParams ipq;
+  PgParams pg;
+  DwcParams dwc;  // used by Algorithm::kPg only
+};
+
+struct IterationStats {
+  int iteration = 0;           // 0-based
+  double objective = 0;        // sum of squared errors over all weights after the update
+  int64_t empty_before = 0;    // empty clusters after assignment, before resolution
+  int64_t empty_after = 0;     // empty clusters after resolution
+  int resolution_rounds = 0;   // ipq tries or pg fine-tuning rounds
+  double seconds_assign = 0;   // the iteration's first assignment pass
+  double seconds_resolve = 0;  // empty-cluster resolution, its reassignments included
+  double seconds_update = 0;   // accumulation, means and objective
+};
+
+struct KMeansResult {
+  std::vector<float> centroids;  // [K, b]
+  std::vector<uint32_t> codes;   // [n] code of every input vector
+  std::vector<uint64_t> counts;  // [K] input vectors per code
+  int64_t empty_clusters = 0;    // codes no input vector uses
+  double objective = 0;          // final sum of squared errors over all input vectors
+  int64_t initial_empty = 0;     // empty clusters of the initial state
+  int iterations_run = 0;
+  int resolution_rounds = 0;   // total over iterations
+  double seconds_resolve = 0;  // total over iterations
+  // ipq: fairseq stops iterating when its tries run out with clusters still empty.
+  bool stopped_early = false;
+  std::string stop_reason;
+  int64_t distinct_vectors = 0;  // after deduplication
+  int64_t clustered_points = 0;  // points k-means ran on (after DWC for pg)
+  DwcResult dwc;                 // pg only: consolidation figures (points/mapping cleared)
+  std::vector<IterationStats> per_iteration;
+  double seconds_total = 0;
+};
+
+// Called after every iteration (progress output); may be empty.
+using IterationCallback = std::function<void(const IterationStats&)>;
+
+// Clusters `vectors` ([n, dim] row-major, finite) into params.n_centroids centroids.
+// `layer` names the layer in errors and seeds its random streams. Throws InputError
+// for K < 1, K > n, iterations < 0, non-finite values or a dim outside 1..32.
+KMeansResult run_kmeans(Backend& backend, const KMeansParams& params, const std::string& layer,
+                        std::span<const float> vectors, int dim,
+                        const IterationCallback& on_iteration = {});
+
+}  // namespace pgkm

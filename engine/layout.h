@@ -1,0 +1,52 @@
+// Product-quantization block layout, identical to fairseq's (REFERENCES.md).
+//
+// A Linear/Embedding weight W of shape (out, in) with block size b is cut into
+// subvectors of b contiguous weights of one row, ordered block-major:
+// subvector j = blk * out + row is W[row, blk*b : (blk+1)*b]. A Conv2d weight
+// (out, in, kh, kw) is treated as (out, in*kh*kw). Codes are stored in this order,
+// so fairseq's PQLinear can take them as its `assignments`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/dtype.h"
+
+namespace pgkm {
+
+// A source tensor as it sits in the model file (little-endian, row-major).
+struct WeightView {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+  std::span<const std::byte> bytes;  // numel * dtype_size bytes
+};
+
+struct BlockLayout {
+  int64_t rows = 0;        // out (filters for Conv2d)
+  int64_t row_length = 0;  // in, or in*kh*kw for Conv2d
+  int block_size = 0;      // b
+  int64_t blocks_per_row() const { return row_length / block_size; }
+  int64_t n_vectors() const { return rows * blocks_per_row(); }
+};
+
+// Validates shape and block size for tensor `name`: rank 2 or 4, no zero
+// dimension, 1 <= b <= 32, b divides the row. Throws InputError naming the tensor.
+BlockLayout make_block_layout(const std::string& name, std::span<const int64_t> shape,
+                              int block_size);
+
+// The subvectors of `w` in fairseq order as float: [n_vectors, b] row-major.
+// Throws InputError naming the tensor and element index for NaN, Inf or a size
+// mismatch between shape and bytes.
+std::vector<float> extract_subvectors(const WeightView& w, const BlockLayout& layout);
+
+// Inverse of extract_subvectors for a quantized layer: writes the dequantized
+// weight (row-major, the tensor's original shape) to `out` [rows * row_length].
+// centroids: [k, b]; codes: [n_vectors], each < k.
+void reconstruct_weight(const BlockLayout& layout, std::span<const float> centroids,
+                        std::span<const uint32_t> codes, std::span<float> out);
+
+}  // namespace pgkm

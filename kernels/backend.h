@@ -1,0 +1,74 @@
+// The backend seam (ARCHITECTURE.md, "The two seams").
+//
+// The k-means driver in engine/ is written once against this interface; the CPU
+// backend (kernels/cpu) and the CUDA backend (kernels/cuda) implement it. Nothing
+// here includes CUDA or MPI headers. Backends make the layer's points resident
+// once (upload) and then run many passes over them without copying them again.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "kernels/fixed_point.h"
+
+namespace pgkm {
+
+// A layer's points, made resident by Backend::upload. Opaque outside the backend
+// that created it; passing it to another backend is a programming error.
+class ResidentPoints {
+ public:
+  virtual ~ResidentPoints() = default;
+  virtual int64_t size() const = 0;  // number of points n
+  virtual int dim() const = 0;       // block size b, 1..kMaxDim
+};
+
+// Largest supported block size b.
+inline constexpr int kMaxDim = 32;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // "cpu-avx2", "cpu-scalar", "cuda:0", ...: for logs and reports.
+  virtual std::string name() const = 0;
+
+  // Makes points resident for repeated passes.
+  // points: [n, dim] row-major float32, finite. weights: [n] integer multiplicity of
+  // each point (>= 1; a point standing for several identical weights counts that many).
+  virtual std::unique_ptr<ResidentPoints> upload(std::span<const float> points,
+                                                 std::span<const uint32_t> weights, int dim) = 0;
+
+  // Nearest centroid of every point by squared L2 distance; ties go to the lowest index.
+  // centroids: [k, dim] row-major. codes: [n] out. dist: [n] out, the squared distance
+  // from each point to its centroid. Memory is O(n + k*dim): no n x k matrix.
+  //
+  // Arithmetic contract (shared by every backend so that codes match bit for bit):
+  // score_j = fma(x[dim-1], c_j[dim-1], ... fma(x[0], c_j[0], -0.5f * |c_j|^2)),
+  // |c_j|^2 = fma(c[dim-1], c[dim-1], ... fma(c[0], c[0], 0.f)); the code is the
+  // lowest j with the largest score; dist = sum_d fma order of (x_d - c_d)^2.
+  virtual void assign(const ResidentPoints& points, std::span<const float> centroids,
+                      std::span<uint32_t> codes, std::span<float> dist) = 0;
+
+  // Per-centroid sums and counts of the points, by code.
+  // codes: [n], each < k. sums: [k, dim] out, sum over points of weight * fp.quantize(x),
+  // exact integers, so independent of the order of addition. counts: [k] out, sum of
+  // weights. Both are overwritten (not added to).
+  virtual void accumulate(const ResidentPoints& points, std::span<const uint32_t> codes,
+                          const FixedPoint& fp, std::span<int64_t> sums,
+                          std::span<uint64_t> counts) = 0;
+};
+
+struct CpuBackendOptions {
+  // Worker threads; 0 means all hardware threads.
+  int threads = 0;
+  // Force the portable scalar kernels even where AVX2/FMA exists (tests, old CPUs).
+  bool force_scalar = false;
+};
+
+// The CPU backend: AVX2+FMA kernels chosen at run time where the CPU has them,
+// portable scalar kernels (same arithmetic, same results) otherwise.
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
+
+}  // namespace pgkm
