@@ -1,5 +1,6 @@
 #include "engine/layout.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -58,24 +59,35 @@ BlockLayout make_block_layout(const std::string& name, std::span<const int64_t> 
   return layout;
 }
 
+void check_weight_values(const WeightView& w) {
+  int64_t numel = 1;
+  for (int64_t d : w.shape)
+    numel *= d;
+  PGKM_EXPECTS(w.bytes.size() == static_cast<size_t>(numel) * dtype_size(w.dtype), w.name, "holds ",
+               w.bytes.size(), " bytes but shape ", shape_string(w.shape), " of ",
+               dtype_name(w.dtype), " needs ", static_cast<size_t>(numel) * dtype_size(w.dtype));
+  const int64_t row_length = w.shape.empty() ? 1 : numel / std::max<int64_t>(w.shape[0], 1);
+  for (size_t i = 0; i < static_cast<size_t>(numel); ++i) {
+    const float v = load_element(w.bytes.data(), i, w.dtype);
+    PGKM_EXPECTS(std::isfinite(v), w.name, "element ", i, " (row ",
+                 static_cast<int64_t>(i) / row_length, ", column ",
+                 static_cast<int64_t>(i) % row_length, ") is ", v,
+                 "; only finite weights can be quantized");
+  }
+}
+
 std::vector<float> extract_subvectors(const WeightView& w, const BlockLayout& layout) {
-  const size_t numel = static_cast<size_t>(layout.rows * layout.row_length);
-  PGKM_EXPECTS(w.bytes.size() == numel * dtype_size(w.dtype), w.name, "holds ", w.bytes.size(),
-               " bytes but shape ", shape_string(w.shape), " of ", dtype_name(w.dtype), " needs ",
-               numel * dtype_size(w.dtype));
+  check_weight_values(w);
   const int b = layout.block_size;
   const int64_t out = layout.rows;
-  std::vector<float> vectors(numel);
+  std::vector<float> vectors(static_cast<size_t>(layout.rows * layout.row_length));
   for (int64_t row = 0; row < out; ++row) {
     for (int64_t blk = 0; blk < layout.blocks_per_row(); ++blk) {
       const size_t src = static_cast<size_t>(row * layout.row_length + blk * b);
       const size_t dst = static_cast<size_t>((blk * out + row) * b);
       for (int d = 0; d < b; ++d) {
-        const float v = load_element(w.bytes.data(), src + static_cast<size_t>(d), w.dtype);
-        PGKM_EXPECTS(std::isfinite(v), w.name, "element ", src + static_cast<size_t>(d), " (row ",
-                     row, ", column ", blk * b + d, ") is ", v,
-                     "; only finite weights can be quantized");
-        vectors[dst + static_cast<size_t>(d)] = v;
+        vectors[dst + static_cast<size_t>(d)] =
+            load_element(w.bytes.data(), src + static_cast<size_t>(d), w.dtype);
       }
     }
   }

@@ -38,6 +38,10 @@ struct BlockLayout {
 BlockLayout make_block_layout(const std::string& name, std::span<const int64_t> shape,
                               int block_size);
 
+// Throws InputError naming the tensor and element index when `w` holds a NaN or Inf,
+// or when its byte size does not match its shape and dtype.
+void check_weight_values(const WeightView& w);
+
 // The subvectors of `w` in fairseq order as float: [n_vectors, b] row-major.
 // Throws InputError naming the tensor and element index for NaN, Inf or a size
 // mismatch between shape and bytes.

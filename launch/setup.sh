@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages pgkm builds and tests with. Idempotent; run as root
-# (or with sudo available).
+# Installs what pgkm builds, tests and runs with: Debian packages (compiler, CMake,
+# GoogleTest, Google Benchmark, HDF5, yaml-cpp, nlohmann-json, CLI11, clang-format) and the
+# Python packages the end-to-end tests use (numpy, h5py, safetensors). Idempotent.
 set -euo pipefail
 sudo_cmd=""
 if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
-packages=(cmake make g++ libgtest-dev libgmock-dev libbenchmark-dev clang-format)
+packages=(cmake make g++ libgtest-dev libgmock-dev libbenchmark-dev clang-format
+          libhdf5-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev)
+# python3 may come from elsewhere (pyenv); ask apt for it only when there is none with pip.
+if ! python3 -m pip --version >/dev/null 2>&1; then packages+=(python3 python3-pip); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,4 +18,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo_cmd apt-get update -q
   $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if ! python3 -c "import numpy, h5py, safetensors" 2>/dev/null; then
+  echo "pgkm setup: installing numpy h5py safetensors (pip)"
+  # Debian's own python3 refuses pip installs unless told (PEP 668).
+  python3 -m pip install -q numpy h5py safetensors ||
+    python3 -m pip install -q --break-system-packages numpy h5py safetensors
 fi

@@ -1,0 +1,40 @@
+// Size accounting compatible with fairseq's SizeTracker (REFERENCES.md), and the cost
+// model used to order and schedule layers.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+namespace pgkm {
+
+inline constexpr double kBytesPerMiB = 1024.0 * 1024.0;
+
+// Every parameter counts 4 bytes before compression, whatever its stored dtype.
+inline double original_bytes(int64_t numel) {
+  return 4.0 * static_cast<double>(numel);
+}
+
+// A quantized layer: log2(K)/b * numel / 8 bytes of codes
+// (fractional bits, as SizeTracker counts them), plus K*b fp16 centroids.
+inline double quantized_bytes(int64_t numel, int block_size, int64_t n_centroids) {
+  const double code_bytes =
+      std::log2(static_cast<double>(n_centroids)) / block_size * static_cast<double>(numel) / 8.0;
+  return code_bytes + 2.0 * static_cast<double>(n_centroids) * block_size;
+}
+
+// Floating-point tensors are parameters; integer and boolean tensors in a checkpoint are
+// buffers (position ids, masks) that fairseq's tracker, which walks parameters, never sees.
+inline bool counts_as_parameter(const std::string& safetensors_dtype) {
+  return safetensors_dtype.starts_with("F") || safetensors_dtype == "BF16";
+}
+
+// Work of one layer: distance terms per assignment pass times iterations.
+inline double clustering_cost(int64_t n_vectors, int64_t n_centroids, int block_size,
+                              int iterations) {
+  return static_cast<double>(n_vectors) * static_cast<double>(n_centroids) * block_size *
+         std::max(iterations, 1);
+}
+
+}  // namespace pgkm

@@ -1,0 +1,170 @@
+// The pgkm model archive: one HDF5 file holding every quantized layer (codebook,
+// codes, statistics) and every tensor kept as it was. Schema v1 and the crash-safety
+// design are documented in docs/ARCHIVE.md.
+//
+//   ArchiveWriter     writes `<out>.tmp`, renames it to `<out>` on finalize().
+//   LayerCheckpoints  one small HDF5 file per finished layer in `<out>.parts/`, so a
+//                     killed run resumes without redoing finished layers.
+//   ArchiveReader     opens and validates an archive (every value read is checked).
+//
+// Errors: bad archives throw InputError(path, message naming the layer / dataset /
+// attribute and the value); failed writes throw SystemError.
+// The serial HDF5 library is not thread-safe: use these classes from one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/hdf5_handles.h"
+
+namespace pgkm::io {
+
+// The schema version this tool writes and the newest it reads.
+inline constexpr int64_t kArchiveFormatVersion = 1;
+
+// Root attributes: what produced the archive.
+struct ArchiveHeader {
+  std::string tool_version;       // pgkm version, e.g. "0.1.0"
+  std::string config_text;        // the quantization config file, verbatim
+  std::string config_format;      // "fairseq-yaml" or "native"
+  std::string algorithm;          // default algorithm: "pg", "pg-base" or "ipq"
+  uint64_t seed = 0;              // global seed
+  int64_t iterations = 0;         // default k-means iterations
+  std::string settings_json;      // every run setting, as a JSON object
+  std::string source_files_json;  // JSON object: source file -> digest (attribute source_files)
+  // ISO 8601 UTC time, e.g. "2024-05-01T12:00:00Z"; finalize() fills it in when empty.
+  std::string created_utc;
+};
+
+// One quantized layer: codebook, codes and the statistics of its k-means run.
+// Shapes: centroids [n_centroids, block_size] row-major; codes [numel / block_size] in
+// fairseq order (subvector j = blk * out + row is W[row, blk*b : (blk+1)*b]); counts
+// [n_centroids].
+struct ArchiveLayer {
+  std::string name;               // tensor name, e.g. "encoder.layers.0.fc1.weight"
+  std::vector<int64_t> shape;     // the source tensor's shape
+  std::string source_dtype;       // "F32", "F16" or "BF16"
+  std::string module_type;        // e.g. "Linear", "Embedding", "Conv2d"
+  int64_t block_size = 0;         // b
+  int64_t n_centroids = 0;        // K
+  std::string algorithm;          // "pg", "pg-base" or "ipq"
+  int64_t iterations = 0;         // iterations run
+  int64_t empty_clusters = 0;     // codes no subvector uses, at the end
+  int64_t initial_empty = 0;      // empty clusters of the initial state
+  double objective = 0;           // final sum of squared errors
+  int64_t resolution_rounds = 0;  // empty-cluster resolution tries / rounds, total
+  double seconds = 0;             // wall time of the layer's k-means
+  int64_t distinct_vectors = 0;   // subvectors after deduplication
+  int64_t clustered_points = 0;   // points k-means ran on (after DWC for pg)
+  bool stopped_early = false;     // ipq ran out of resolution tries
+  std::string source_digest;      // digest of the source tensor's bytes
+  std::string settings_digest;    // digest of the settings that produced the layer
+  bool centroids_f16 = true;      // store centroids as float16 (else float32)
+  std::vector<float> centroids;   // [K * b]; read back as float whatever was stored
+  std::vector<uint32_t> codes;    // [numel / b], each < K
+  std::vector<uint64_t> counts;   // [K] subvectors per code, each < 2^32
+};
+
+// A tensor stored unchanged (biases, norms, layers not quantized).
+struct KeptTensor {
+  std::string name;            // tensor name
+  std::string dtype;           // safetensors spelling: "F32", "F16", "BF16", "I64", "BOOL", ...
+  std::vector<int64_t> shape;  // empty for a 0-d tensor
+  std::vector<uint8_t> bytes;  // numel * dtype size, little-endian, row-major
+};
+
+// Writes an archive to `final_path + ".tmp"` and renames it into place on finalize().
+// Until then final_path is never touched; destroying an unfinalized writer deletes
+// the tmp file, so no half archive is ever left behind. Not thread-safe.
+class ArchiveWriter {
+ public:
+  // Creates (truncates) the tmp file. Throws SystemError if it cannot be created.
+  ArchiveWriter(const std::string& final_path, const ArchiveHeader& header);
+  ArchiveWriter(const ArchiveWriter&) = delete;
+  ArchiveWriter& operator=(const ArchiveWriter&) = delete;
+  ~ArchiveWriter();
+
+  // Adds /layers/<escaped name>. Throws InputError for an inconsistent layer (sizes,
+  // codes >= K) or a name written before.
+  void write_layer(const ArchiveLayer& layer);
+  // Adds /tensors/<escaped name>. Throws InputError if bytes.size() is not
+  // numel * dtype size, the dtype is unknown or the name was written before.
+  void write_kept(const KeptTensor& tensor);
+  // Writes the root attributes, closes and fsyncs the file and renames it to
+  // final_path atomically. Call once; no writes afterwards.
+  void finalize();
+
+  const std::string& final_path() const { return final_path_; }
+
+ private:
+  // Closes every handle and deletes the tmp file; never throws.
+  void discard() noexcept;
+
+  std::string final_path_;
+  std::string tmp_path_;
+  ArchiveHeader header_;
+  H5File file_;
+  H5Group layers_;
+  H5Group tensors_;
+  bool finalized_ = false;
+};
+
+// Finished layers saved one file each under `final_path + ".parts/"`, written to a
+// tmp name and renamed, so they survive a kill -9 (HDF5 files themselves are not
+// crash-consistent). A resumed run loads the layers whose digests still match.
+class LayerCheckpoints {
+ public:
+  explicit LayerCheckpoints(std::string final_path);
+
+  // The sidecar directory, final_path + ".parts".
+  const std::string& dir() const { return dir_; }
+  // Saves `layer` durably (tmp file, fsync, rename); replaces an older save.
+  void save(const ArchiveLayer& layer);
+  // The saved layer `tensor`, or nullopt if there is none, or it has other digests, or
+  // it is incomplete or unreadable (those two print a warning to stderr).
+  std::optional<ArchiveLayer> load_matching(const std::string& tensor,
+                                            const std::string& source_digest,
+                                            const std::string& settings_digest) const;
+  // Deletes the sidecar directory (after a successful finalize).
+  void remove_all();
+
+ private:
+  std::string part_path(const std::string& tensor) const;
+
+  std::string dir_;
+};
+
+// A validated, read-only view of an archive.
+class ArchiveReader {
+ public:
+  // Opens `path` and reads the root attributes. Throws InputError if it is not an
+  // HDF5 file, not a pgkm archive, of a newer format_version, or a root attribute is
+  // missing or of the wrong type.
+  static ArchiveReader open(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  int64_t format_version() const { return format_version_; }
+  const ArchiveHeader& header() const { return header_; }
+
+  // Real tensor names of the quantized layers, in the order they were written.
+  std::vector<std::string> layer_names() const;
+  // Reads and validates one layer: attributes present and typed, centroids [K, b],
+  // codes [numel / b] each < K, counts [K], complete == 1.
+  ArchiveLayer read_layer(const std::string& name) const;
+  // Real names of the kept tensors, in the order they were written.
+  std::vector<std::string> kept_names() const;
+  // Reads one kept tensor byte-exact; checks its size is numel * dtype size.
+  KeptTensor read_kept(const std::string& name) const;
+
+ private:
+  ArchiveReader(std::string path, H5File file);
+
+  std::string path_;
+  H5File file_;
+  int64_t format_version_ = 0;
+  ArchiveHeader header_;
+};
+
+}  // namespace pgkm::io

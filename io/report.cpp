@@ -1,0 +1,66 @@
+#include "io/report.h"
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "engine/errors.h"
+
+namespace pgkm::io {
+namespace {
+
+template <typename T>
+nlohmann::json or_null(const std::optional<T>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json layer_json(const ReportLayer& l) {
+  return {{"name", l.name},
+          {"shape", l.shape},
+          {"block_size", l.block_size},
+          {"n_centroids", l.n_centroids},
+          {"algorithm", l.algorithm},
+          {"empty_clusters", or_null(l.empty_clusters)},
+          {"objective", or_null(l.objective)},
+          {"iterations", or_null(l.iterations)},
+          {"resolution_rounds", or_null(l.resolution_rounds)},
+          {"seconds", or_null(l.seconds)},
+          {"resumed", or_null(l.resumed)},
+          {"original_mib", l.original_mib},
+          {"compressed_mib", l.compressed_mib}};
+}
+
+}  // namespace
+
+void write_report(const std::string& path, const std::string& model, const std::string& config,
+                  bool dry_run, const std::vector<ReportLayer>& layers,
+                  const ReportTotals& totals) {
+  nlohmann::json doc;
+  doc["model"] = model;
+  doc["config"] = config;
+  doc["dry_run"] = dry_run;
+  doc["layers"] = nlohmann::json::array();
+  for (const ReportLayer& l : layers)
+    doc["layers"].push_back(layer_json(l));
+  doc["totals"] = {{"layers", layers.size()},
+                   {"original_mib", totals.original_mib},
+                   {"compressed_mib", totals.compressed_mib},
+                   {"ratio", totals.ratio()},
+                   {"seconds", or_null(totals.seconds)}};
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << doc.dump(2) << '\n';
+    out.close();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw SystemError(str_cat(path, ": cannot write the report"));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw SystemError(str_cat(path, ": cannot move the report into place"));
+  }
+}
+
+}  // namespace pgkm::io

@@ -1,0 +1,29 @@
+// The pgkm subcommands. Each returns normally on success and throws pgkm::Error with a
+// message for the user otherwise; main() turns that into one line and an exit code.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace pgkm {
+
+struct QuantizeOptions {
+  std::string model;             // .safetensors file or directory
+  std::string config;            // quantization config (fairseq YAML or native)
+  std::string out;               // archive path
+  std::string algorithm = "pg";  // default for layers whose rule names none
+  int iterations = 15;           // default for layers whose rule names none
+  uint64_t seed = 0;
+  int threads = 0;  // 0: all hardware threads
+  std::string centroid_dtype = "f16";
+  std::string report;  // JSON report path, empty for none
+  bool dry_run = false;
+  bool resume = false;
+  bool strict = false;  // config warnings are errors
+};
+
+void run_quantize(const QuantizeOptions& options);
+void run_inspect(const std::string& archive);
+void run_reconstruct(const std::string& archive, const std::string& out);
+
+}  // namespace pgkm

@@ -1,0 +1,44 @@
+// Text formatting shared by the subcommands' output.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "io/report.h"
+
+namespace pgkm {
+
+inline std::string fixed(double v, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+inline std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i)
+    s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+inline int digits(size_t n) {
+  return static_cast<int>(std::to_string(n).size());
+}
+
+// "[ 3/37] name [384, 384] b=4 K=256 pg: empty 0, objective 1.43e+02, 1.05 s, 0.56 -> 0.04 MiB"
+inline std::string layer_line(size_t index, size_t total, const io::ReportLayer& l) {
+  char head[32];
+  std::snprintf(head, sizeof head, "[%*zu/%zu]", digits(total), index + 1, total);
+  char objective[32];
+  std::snprintf(objective, sizeof objective, "%.4g", l.objective.value_or(0));
+  return std::string(head) + " " + l.name + " " + shape_text(l.shape) +
+         " b=" + std::to_string(l.block_size) + " K=" + std::to_string(l.n_centroids) + " " +
+         l.algorithm + ": empty " + std::to_string(l.empty_clusters.value_or(0)) + ", objective " +
+         objective + ", " + fixed(l.seconds.value_or(0), 2) + " s, " + fixed(l.original_mib, 3) +
+         " -> " + fixed(l.compressed_mib, 3) + " MiB" +
+         (l.resumed.value_or(false) ? " (resumed)" : "");
+}
+
+}  // namespace pgkm

@@ -1,0 +1,65 @@
+// The pgkm command line: quantize, inspect, reconstruct.
+// Exit codes: 0 success; 1 an error, reported as one line on stderr; 2 bad usage.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "engine/errors.h"
+#include "launch/commands.h"
+
+namespace {
+
+void add_quantize(CLI::App& app, pgkm::QuantizeOptions& o) {
+  CLI::App* q = app.add_subcommand("quantize", "Quantize a model into an HDF5 archive");
+  q->add_option("model", o.model, "Model: .safetensors file or directory (sharded with index)")
+      ->required();
+  q->add_option("--config", o.config, "Quantization config (fairseq YAML or native)")->required();
+  q->add_option("--out", o.out, "Output archive (.h5)");
+  q->add_option("--algo", o.algorithm, "Default algorithm: pg, pg-base or ipq")
+      ->check(CLI::IsMember({"pg", "pg-base", "ipq"}));
+  q->add_option("--iters", o.iterations, "Default k-means iterations (fairseq: 15)");
+  q->add_option("--seed", o.seed, "Global seed (combined with each layer's name)");
+  q->add_option("--threads", o.threads, "Worker threads (0: all)");
+  q->add_option("--centroid-dtype", o.centroid_dtype, "Stored centroid type: f16 or f32")
+      ->check(CLI::IsMember({"f16", "f32"}));
+  q->add_option("--report", o.report, "Write a JSON report here");
+  q->add_flag("--dry-run", o.dry_run, "Print the size plan without clustering");
+  q->add_flag("--resume", o.resume, "Reuse finished layers of an interrupted run");
+  q->add_flag("--strict", o.strict, "Treat config warnings as errors");
+  q->callback([&o] { pgkm::run_quantize(o); });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"pgkm: product quantization of neural networks with Partitioning-Guided k-means"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", PGKM_VERSION);
+  pgkm::QuantizeOptions quantize;
+  add_quantize(app, quantize);
+  std::string archive, out;
+  CLI::App* inspect = app.add_subcommand("inspect", "Print the layers and totals of an archive");
+  inspect->add_option("archive", archive, "Archive (.h5)")->required();
+  inspect->callback([&] { pgkm::run_inspect(archive); });
+  CLI::App* reconstruct =
+      app.add_subcommand("reconstruct", "Write dequantized weights as safetensors");
+  reconstruct->add_option("archive", archive, "Archive (.h5)")->required();
+  reconstruct->add_option("--out", out, "Output .safetensors file")->required();
+  reconstruct->callback([&] { pgkm::run_reconstruct(archive, out); });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const pgkm::Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "pgkm: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "pgkm: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pgkm: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
