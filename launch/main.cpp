@@ -49,7 +49,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // app.exit prints the message (or --help / --version); CLI11's own codes vary by
+    // error kind, ours is one: 2 for any bad usage.
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const pgkm::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "pgkm: error: %s\n", e.what());
