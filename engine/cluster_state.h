@@ -5,29 +5,37 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/communicator.h"
 #include "engine/points.h"
 #include "kernels/backend.h"
 
 namespace pgkm {
 
 struct ClusterState {
+  // `resident` holds this rank's slice `shard` of `points` (all of them for one rank);
+  // `group` is the ranks sharing the layer (a SingleProcessCommunicator for one).
   ClusterState(Backend& backend, const ResidentPoints& resident, const PointSet& points,
-               const FixedPoint& fp, int64_t k);
+               const FixedPoint& fp, int64_t k, Communicator& group, ShardRange shard);
 
   Backend& backend;
   const ResidentPoints& resident;
+  Communicator& group;
+  ShardRange shard;
   const PointSet& points;  // the points k-means runs on (deduplicated, maybe consolidated)
   FixedPoint fp;
   int64_t k;
   int dim;
 
-  std::vector<float> centroids;  // [k, dim]
-  std::vector<uint32_t> codes;   // [points.size()]
-  std::vector<float> dist;       // [points.size()] squared distance to the assigned centroid
-  std::vector<int64_t> sums;     // [k, dim] fixed-point sums of the current assignment
-  std::vector<uint64_t> counts;  // [k] total weight of the current assignment
+  std::vector<float> centroids;       // [k, dim]
+  std::vector<uint32_t> codes;        // [points.size()], the same on every rank of the group
+  std::vector<uint32_t> local_codes;  // [shard.size()] this rank's assignment
+  std::vector<float> local_dist;      // [shard.size()] squared distance to the assigned centroid
+  std::vector<int64_t> sums;          // [k, dim] fixed-point sums of the current assignment
+  std::vector<uint64_t> counts;       // [k] total weight of the current assignment
 
-  // Nearest-centroid assignment of every point, then sums and counts for it.
+  // Nearest-centroid assignment of every point, then sums and counts for it: each rank
+  // assigns its slice, sums and counts are added up over the group (exact integers, so
+  // every rank holds the same bits) and the codes are gathered.
   void reassign();
   int64_t count_empty() const;
   // Every centroid with a non-zero count becomes the exact mean of its points;

@@ -36,19 +36,30 @@ Algorithm parse_algorithm(const std::string& name) {
 }
 
 ClusterState::ClusterState(Backend& backend_, const ResidentPoints& resident_,
-                           const PointSet& points_, const FixedPoint& fp_, int64_t k_)
-    : backend(backend_), resident(resident_), points(points_), fp(fp_), k(k_), dim(points_.dim) {
-  const size_t n = static_cast<size_t>(points.size());
+                           const PointSet& points_, const FixedPoint& fp_, int64_t k_,
+                           Communicator& group_, ShardRange shard_)
+    : backend(backend_),
+      resident(resident_),
+      group(group_),
+      shard(shard_),
+      points(points_),
+      fp(fp_),
+      k(k_),
+      dim(points_.dim) {
   centroids.resize(static_cast<size_t>(k) * static_cast<size_t>(dim));
-  codes.resize(n);
-  dist.resize(n);
+  codes.resize(static_cast<size_t>(points.size()));
+  local_codes.resize(static_cast<size_t>(shard.size()));
+  local_dist.resize(static_cast<size_t>(shard.size()));
   sums.resize(static_cast<size_t>(k) * static_cast<size_t>(dim));
   counts.resize(static_cast<size_t>(k));
 }
 
 void ClusterState::reassign() {
-  backend.assign(resident, centroids, codes, dist);
-  backend.accumulate(resident, codes, fp, sums, counts);
+  backend.assign(resident, centroids, local_codes, local_dist);
+  backend.accumulate(resident, local_codes, fp, sums, counts);
+  group.allreduce_sum(sums);
+  group.allreduce_sum(counts);
+  group.allgather(local_codes, codes);
 }
 
 int64_t ClusterState::count_empty() const {
@@ -166,12 +177,26 @@ std::vector<uint32_t> codes_of_distinct(const ClusterState& state, int64_t n_dis
   return codes;
 }
 
+// Makes this rank's slice of `points` resident.
+std::unique_ptr<ResidentPoints> upload_slice(Backend& backend, const PointSet& points,
+                                             ShardRange shard) {
+  const size_t dim = static_cast<size_t>(points.dim);
+  return backend.upload(
+      std::span(points.x).subspan(static_cast<size_t>(shard.begin) * dim,
+                                  static_cast<size_t>(shard.size()) * dim),
+      std::span(points.weight)
+          .subspan(static_cast<size_t>(shard.begin), static_cast<size_t>(shard.size())),
+      points.dim);
+}
+
 }  // namespace
 
 KMeansResult run_kmeans(Backend& backend, const KMeansParams& params, const std::string& layer,
                         std::span<const float> vectors, int dim,
-                        const IterationCallback& on_iteration) {
+                        const IterationCallback& on_iteration, Communicator* group) {
   const auto start = Clock::now();
+  SingleProcessCommunicator alone;
+  Communicator& comm = group != nullptr ? *group : alone;
   validate(params, layer, vectors, dim);
   KMeansResult result;
 
@@ -191,8 +216,11 @@ KMeansResult run_kmeans(Backend& backend, const KMeansParams& params, const std:
   }
   result.clustered_points = working->size();
 
-  auto resident = backend.upload(working->x, working->weight, dim);
-  ClusterState state(backend, *resident, *working, fp, params.n_centroids);
+  // Every rank of the group holds the same working points (deduplication and DWC are
+  // deterministic) and assigns only its slice of them.
+  const ShardRange shard = shard_range(working->size(), comm.rank(), comm.size());
+  auto resident = upload_slice(backend, *working, shard);
+  ClusterState state(backend, *resident, *working, fp, params.n_centroids, comm, shard);
   result.initial_empty = initialize(state, params, layer, distinct.source_to_point);
 
   Rng resolution_rng(params.seed, layer, "ipq-resolve");
@@ -252,8 +280,15 @@ KMeansResult run_kmeans(Backend& backend, const KMeansParams& params, const std:
     // a code stands for many weights. One last update over the original weights makes
     // every centroid the exact mean of the weights it encodes, the same invariant the
     // other algorithms end with. It can only lower the objective for these codes.
-    auto all = backend.upload(distinct.points.x, distinct.points.weight, dim);
-    backend.accumulate(*all, distinct_codes, fp, state.sums, state.counts);
+    const ShardRange slice = shard_range(distinct.points.size(), comm.rank(), comm.size());
+    auto originals = upload_slice(backend, distinct.points, slice);
+    backend.accumulate(
+        *originals,
+        std::span(distinct_codes)
+            .subspan(static_cast<size_t>(slice.begin), static_cast<size_t>(slice.size())),
+        fp, state.sums, state.counts);
+    comm.allreduce_sum(state.sums);
+    comm.allreduce_sum(state.counts);
     state.update_means();
   }
   result.codes.resize(distinct.source_to_point.size());

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/communicator.h"
 #include "engine/dwc.h"
 #include "kernels/backend.h"
 
@@ -91,8 +92,12 @@ using IterationCallback = std::function<void(const IterationStats&)>;
 // Clusters `vectors` ([n, dim] row-major, finite) into params.n_centroids centroids.
 // `layer` names the layer in errors and seeds its random streams. Throws InputError
 // for K < 1, K > n, iterations < 0, non-finite values or a dim outside 1..32.
+//
+// With a `group` of several ranks, every rank calls this with the same arguments; each
+// assigns its slice of the points and the group adds up sums and counts, so every rank
+// returns the same result, bit for bit the one a single rank computes.
 KMeansResult run_kmeans(Backend& backend, const KMeansParams& params, const std::string& layer,
                         std::span<const float> vectors, int dim,
-                        const IterationCallback& on_iteration = {});
+                        const IterationCallback& on_iteration = {}, Communicator* group = nullptr);
 
 }  // namespace pgkm

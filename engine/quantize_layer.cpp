@@ -5,7 +5,8 @@
 namespace pgkm {
 
 QuantizedLayer quantize_layer(Backend& backend, const WeightView& weight, int block_size,
-                              const KMeansParams& params, const IterationCallback& on_iteration) {
+                              const KMeansParams& params, const IterationCallback& on_iteration,
+                              Communicator* group) {
   QuantizedLayer out;
   out.name = weight.name;
   out.shape = weight.shape;
@@ -15,7 +16,7 @@ QuantizedLayer quantize_layer(Backend& backend, const WeightView& weight, int bl
                " centroids requested but block size ", block_size, " gives only ",
                out.layout.n_vectors(), " subvectors");
   const std::vector<float> vectors = extract_subvectors(weight, out.layout);
-  out.kmeans = run_kmeans(backend, params, weight.name, vectors, block_size, on_iteration);
+  out.kmeans = run_kmeans(backend, params, weight.name, vectors, block_size, on_iteration, group);
   return out;
 }
 

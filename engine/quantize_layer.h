@@ -18,9 +18,10 @@ struct QuantizedLayer {
 
 // Quantizes `weight` with block size `block_size` and `params`. Bad input (shape,
 // block size, K larger than the number of subvectors, NaN/Inf) throws InputError
-// naming the tensor and the value.
+// naming the tensor and the value. `group`: ranks sharing the layer (see run_kmeans).
 QuantizedLayer quantize_layer(Backend& backend, const WeightView& weight, int block_size,
                               const KMeansParams& params,
-                              const IterationCallback& on_iteration = {});
+                              const IterationCallback& on_iteration = {},
+                              Communicator* group = nullptr);
 
 }  // namespace pgkm

@@ -20,9 +20,13 @@ struct QuantizeOptions {
   bool dry_run = false;
   bool resume = false;
   bool strict = false;  // config warnings are errors
+  // A layer costing more than this many fair shares (total cost / ranks) is split over
+  // every rank instead of given to one.
+  double shard_threshold = 1.0;
 };
 
-void run_quantize(const QuantizeOptions& options);
+class World;
+void run_quantize(const QuantizeOptions& options, World& world);
 void run_inspect(const std::string& archive);
 void run_reconstruct(const std::string& archive, const std::string& out);
 

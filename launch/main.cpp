@@ -6,10 +6,11 @@
 
 #include "engine/errors.h"
 #include "launch/commands.h"
+#include "launch/world.h"
 
 namespace {
 
-void add_quantize(CLI::App& app, pgkm::QuantizeOptions& o) {
+void add_quantize(CLI::App& app, pgkm::QuantizeOptions& o, pgkm::World& world) {
   CLI::App* q = app.add_subcommand("quantize", "Quantize a model into an HDF5 archive");
   q->add_option("model", o.model, "Model: .safetensors file or directory (sharded with index)")
       ->required();
@@ -26,17 +27,33 @@ void add_quantize(CLI::App& app, pgkm::QuantizeOptions& o) {
   q->add_flag("--dry-run", o.dry_run, "Print the size plan without clustering");
   q->add_flag("--resume", o.resume, "Reuse finished layers of an interrupted run");
   q->add_flag("--strict", o.strict, "Treat config warnings as errors");
-  q->callback([&o] { pgkm::run_quantize(o); });
+  q->add_option("--shard-threshold", o.shard_threshold,
+                "Split a layer over every rank when its cost exceeds this many fair shares")
+      ->check(CLI::NonNegativeNumber);
+  q->callback([&o, &world] { pgkm::run_quantize(o, world); });
 }
 
 }  // namespace
 
+// One line on stderr naming the rank when there are several; ends every rank of an MPI
+// job so that none waits forever for the one that failed.
+int fail(pgkm::World& world, const std::string& message) {
+  std::fflush(stdout);
+  const std::string where = world.where();
+  std::fprintf(stderr, "pgkm: error: %s%s%s\n", where.c_str(), where.empty() ? "" : ": ",
+               message.c_str());
+  std::fflush(stderr);
+  if (world.size() > 1) world.abort(1);
+  return 1;
+}
+
 int main(int argc, char** argv) {
+  const std::unique_ptr<pgkm::World> world = pgkm::make_world(&argc, &argv);
   CLI::App app{"pgkm: product quantization of neural networks with Partitioning-Guided k-means"};
   app.require_subcommand(1);
   app.set_version_flag("--version", PGKM_VERSION);
   pgkm::QuantizeOptions quantize;
-  add_quantize(app, quantize);
+  add_quantize(app, quantize, *world);
   std::string archive, out;
   CLI::App* inspect = app.add_subcommand("inspect", "Print the layers and totals of an archive");
   inspect->add_option("archive", archive, "Archive (.h5)")->required();
@@ -53,15 +70,11 @@ int main(int argc, char** argv) {
     // error kind, ours is one: 2 for any bad usage.
     return app.exit(e) == 0 ? 0 : 2;
   } catch (const pgkm::Error& e) {
-    std::fflush(stdout);
-    std::fprintf(stderr, "pgkm: error: %s\n", e.what());
-    return 1;
+    return fail(*world, e.what());
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "pgkm: error: out of memory\n");
-    return 1;
+    return fail(*world, "out of memory");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "pgkm: error: %s\n", e.what());
-    return 1;
+    return fail(*world, e.what());
   }
   return 0;
 }

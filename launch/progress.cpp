@@ -7,8 +7,8 @@
 
 namespace pgkm {
 
-Progress::Progress(double total_cost)
-    : live_(isatty(STDERR_FILENO) == 1),
+Progress::Progress(double total_cost, bool allow_bar)
+    : live_(allow_bar && isatty(STDERR_FILENO) == 1),
       total_cost_(total_cost),
       start_(std::chrono::steady_clock::now()) {}
 

@@ -10,7 +10,9 @@ namespace pgkm {
 class Progress {
  public:
   // total_cost: the summed clustering cost of the layers still to run (engine/size_plan.h).
-  explicit Progress(double total_cost);
+  // allow_bar: draw the live bar when stderr is a terminal (only a one-rank job knows the
+  // whole job's progress).
+  Progress(double total_cost, bool allow_bar);
 
   // A layer of `cost` starts; `label` names it in the bar.
   void begin_layer(const std::string& label, double cost, int iterations);

@@ -1,11 +1,15 @@
 // `pgkm quantize`: model + config -> HDF5 archive (+ JSON report), resumable.
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "engine/errors.h"
 #include "engine/quantize_layer.h"
@@ -13,11 +17,13 @@
 #include "io/archive.h"
 #include "io/config.h"
 #include "io/digest.h"
+#include "io/layer_wire.h"
 #include "io/report.h"
 #include "io/safetensors.h"
 #include "launch/commands.h"
 #include "launch/format.h"
 #include "launch/progress.h"
+#include "launch/world.h"
 
 namespace pgkm {
 namespace {
@@ -209,16 +215,169 @@ void print_dry_run(const std::vector<io::ReportLayer>& layers, const io::ReportT
       fixed(t.ratio(), 2).c_str());
 }
 
+// Which rank runs which layer. Layers whose cost exceeds shard_threshold times a fair
+// share (total / ranks) would dominate the job's length on one rank: every rank runs
+// them together, each assigning a slice of the points. The rest go to ranks by longest
+// processing time first: biggest layer first, to the least-loaded rank. A static plan
+// (rather than a rank-0 work queue) lets rank 0 cluster too, which on a small node is
+// half of the machine, and every rank computes the same plan without messages.
+struct Schedule {
+  std::vector<size_t> shared;                // layers run by every rank, in plan order
+  std::vector<std::vector<size_t>> by_rank;  // the rest, per rank, longest first
+};
+
+Schedule schedule_layers(const std::vector<PlannedLayer>& layers, int ranks,
+                         double shard_threshold) {
+  Schedule s;
+  s.by_rank.resize(static_cast<size_t>(ranks));
+  double total = 0;
+  for (const PlannedLayer& l : layers)
+    total += l.cost;
+  std::vector<size_t> order;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (ranks > 1 && layers[i].cost > shard_threshold * total / ranks) {
+      s.shared.push_back(i);
+    } else {
+      order.push_back(i);
+    }
+  }
+  // One rank keeps the plan's (name) order: there is nothing to balance.
+  if (ranks > 1) {
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return layers[a].cost > layers[b].cost; });
+  }
+  std::vector<double> load(static_cast<size_t>(ranks), 0.0);
+  for (size_t i : order) {
+    const size_t r = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[r] += layers[i].cost;
+    s.by_rank[r].push_back(i);
+  }
+  return s;
+}
+
+// A finished layer on its way to rank 0: one byte (1 = reused from a checkpoint) and the
+// layer in io/layer_wire.h's encoding.
+std::vector<std::byte> layer_message(const io::ArchiveLayer& layer, bool resumed) {
+  const std::vector<std::byte> encoded = io::encode_layer(layer);
+  std::vector<std::byte> message;
+  message.reserve(encoded.size() + 1);
+  message.push_back(std::byte{resumed ? uint8_t{1} : uint8_t{0}});
+  message.insert(message.end(), encoded.begin(), encoded.end());
+  return message;
+}
+
+// Rank 0's side of the run: writes every finished layer into the archive as it arrives
+// (never holding more than the one in hand), checkpoints it, and prints its line.
+class ArchiveSink {
+ public:
+  ArchiveSink(const std::vector<PlannedLayer>& layers, std::vector<io::ReportLayer>& report,
+              io::ArchiveWriter& writer, io::LayerCheckpoints& checkpoints, Progress& progress)
+      : layers_(layers),
+        report_(report),
+        writer_(writer),
+        checkpoints_(checkpoints),
+        progress_(progress) {
+    for (size_t i = 0; i < layers.size(); ++i)
+      index_[layers[i].plan.tensor] = i;
+  }
+
+  void accept(const io::ArchiveLayer& layer, bool resumed) {
+    writer_.write_layer(layer);
+    if (!resumed) checkpoints_.save(layer);
+    io::ReportLayer& r = report_[index_.at(layer.name)];
+    r.resumed = resumed;
+    r.empty_clusters = layer.empty_clusters;
+    r.objective = layer.objective;
+    r.iterations = layer.iterations;
+    r.resolution_rounds = layer.resolution_rounds;
+    r.seconds = layer.seconds;
+    progress_.layer_line(layer_line(finished_++, layers_.size(), r));
+  }
+
+  void accept_message(std::span<const std::byte> message) {
+    PGKM_ASSERT(!message.empty());
+    accept(io::decode_layer(message.subspan(1), "layer message"), message[0] == std::byte{1});
+  }
+
+  size_t finished() const { return finished_; }
+
+ private:
+  const std::vector<PlannedLayer>& layers_;
+  std::vector<io::ReportLayer>& report_;
+  io::ArchiveWriter& writer_;
+  io::LayerCheckpoints& checkpoints_;
+  Progress& progress_;
+  std::map<std::string, size_t> index_;
+  size_t finished_ = 0;
+};
+
+// Everything a rank needs to produce layers.
+struct LayerRunner {
+  const QuantizeOptions& options;
+  const io::SafetensorsModel& model;
+  Backend& backend;
+  io::LayerCheckpoints& checkpoints;
+  Progress& progress;
+
+  std::string source_digest(const PlannedLayer& l) const {
+    return io::digest_hex(io::digest64(model.bytes(*l.info)));
+  }
+
+  // The layer's checkpoint, when --resume finds one with the same source and settings.
+  std::optional<io::ArchiveLayer> reuse(const PlannedLayer& l, const std::string& digest) const {
+    if (!options.resume) return std::nullopt;
+    return checkpoints.load_matching(l.plan.tensor, digest, l.settings_digest);
+  }
+
+  // Clusters the layer, over `group` when given (every rank of it calls this).
+  io::ArchiveLayer compute(const PlannedLayer& l, const std::string& digest, Communicator* group) {
+    progress.begin_layer(l.plan.tensor, l.cost, l.params.iterations);
+    const QuantizedLayer q = quantize_layer(
+        backend, view_of(model, *l.info), l.plan.block_size, l.params,
+        [&](const IterationStats& s) { progress.iteration_done(s.iteration + 1); }, group);
+    return to_archive(q, l, digest, options.centroid_dtype == "f16");
+  }
+};
+
+// A layer every rank runs together. Rank 0 alone decides whether its checkpoint is
+// reused and tells the others, so the group never splits over a part file.
+void run_shared_layer(const PlannedLayer& l, World& world, LayerRunner& runner,
+                      std::optional<ArchiveSink>& sink) {
+  const std::string digest = runner.source_digest(l);
+  std::optional<io::ArchiveLayer> done;
+  if (world.rank() == 0) done = runner.reuse(l, digest);
+  std::byte reused{done ? uint8_t{1} : uint8_t{0}};
+  world.everyone().broadcast(std::span(&reused, 1), 0);
+  if (reused == std::byte{1}) {
+    if (sink) sink->accept(*done, true);
+    return;
+  }
+  const io::ArchiveLayer layer = runner.compute(l, digest, &world.everyone());
+  if (sink) sink->accept(layer, false);
+}
+
+int threads_per_rank(const QuantizeOptions& o, const World& world) {
+  if (o.threads > 0) return o.threads;
+  // Ranks sharing a node would oversubscribe its cores with all-threads each.
+  if (world.size() > 1 && std::getenv("OMP_NUM_THREADS") == nullptr) {
+    return std::max(1, omp_get_num_procs() / world.size());
+  }
+  return 0;
+}
+
 }  // namespace
 
-void run_quantize(const QuantizeOptions& o) {
+void run_quantize(const QuantizeOptions& o, World& world) {
   validate(o);
+  const bool root = world.rank() == 0;
   const auto start = std::chrono::steady_clock::now();
   const io::SafetensorsModel model = io::SafetensorsModel::open(o.model);
   const io::QuantConfig config = io::load_config(o.config);
   const io::Plan plan = io::plan_layers(config, describe(model), o.strict);
-  for (const std::string& w : plan.warnings)
-    std::fprintf(stderr, "pgkm: warning: %s\n", w.c_str());
+  if (root) {
+    for (const std::string& w : plan.warnings)
+      std::fprintf(stderr, "pgkm: warning: %s\n", w.c_str());
+  }
   const std::vector<PlannedLayer> layers = plan_run(o, model, plan);
   std::vector<io::ReportLayer> report;
   for (const PlannedLayer& l : layers)
@@ -226,64 +385,74 @@ void run_quantize(const QuantizeOptions& o) {
   io::ReportTotals totals = size_totals(model, report);
 
   if (o.dry_run) {  // header only: no tensor data is read
+    if (!root) return;
     print_dry_run(report, totals);
     if (!o.report.empty()) io::write_report(o.report, o.model, o.config, true, report, totals);
     return;
   }
-  // Bad values anywhere fail the run before any clustering or output.
-  for (const PlannedLayer& l : layers)
-    check_weight_values(view_of(model, *l.info));
+  const Schedule schedule = schedule_layers(layers, world.size(), o.shard_threshold);
+  const std::vector<size_t>& mine = schedule.by_rank[static_cast<size_t>(world.rank())];
+  // Bad values in this rank's layers fail the job before any clustering or output.
+  for (size_t i : schedule.shared)
+    check_weight_values(view_of(model, *layers[i].info));
+  for (size_t i : mine)
+    check_weight_values(view_of(model, *layers[i].info));
 
-  if (o.threads > 0) omp_set_num_threads(o.threads);
-  auto backend = make_cpu_backend({.threads = o.threads});
+  const int threads = threads_per_rank(o, world);
+  if (threads > 0) omp_set_num_threads(threads);
+  auto backend = make_cpu_backend({.threads = threads});
   io::LayerCheckpoints checkpoints(o.out);
-  if (!o.resume) checkpoints.remove_all();
-  io::ArchiveWriter writer(o.out, archive_header(o, config, model));
+  if (root && !o.resume) checkpoints.remove_all();
+  world.everyone().barrier();  // nobody reads stale checkpoints root is removing
   double total_cost = 0;
   for (const PlannedLayer& l : layers)
     total_cost += l.cost;
-  Progress progress(total_cost);
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const PlannedLayer& l = layers[i];
-    const WeightView view = view_of(model, *l.info);
-    const std::string source_digest = io::digest_hex(io::digest64(view.bytes));
-    std::optional<io::ArchiveLayer> done =
-        o.resume ? checkpoints.load_matching(l.plan.tensor, source_digest, l.settings_digest)
-                 : std::nullopt;
-    report[i].resumed = done.has_value();
-    if (!done) {
-      progress.begin_layer(l.plan.tensor, l.cost, l.params.iterations);
-      const QuantizedLayer q = quantize_layer(
-          *backend, view, l.plan.block_size, l.params,
-          [&](const IterationStats& s) { progress.iteration_done(s.iteration + 1); });
-      done = to_archive(q, l, source_digest, o.centroid_dtype == "f16");
-      checkpoints.save(*done);
-    }
-    writer.write_layer(*done);
-    report[i].empty_clusters = done->empty_clusters;
-    report[i].objective = done->objective;
-    report[i].iterations = done->iterations;
-    report[i].resolution_rounds = done->resolution_rounds;
-    report[i].seconds = done->seconds;
-    progress.layer_line(layer_line(i, layers.size(), report[i]));
+  Progress progress(total_cost, world.size() == 1);
+  LayerRunner runner{o, model, *backend, checkpoints, progress};
+  std::optional<io::ArchiveWriter> writer;
+  std::optional<ArchiveSink> sink;
+  if (root) {
+    writer.emplace(o.out, archive_header(o, config, model));
+    sink.emplace(layers, report, *writer, checkpoints, progress);
   }
+  for (size_t i : schedule.shared)
+    run_shared_layer(layers[i], world, runner, sink);
+  for (size_t i : mine) {
+    const std::string digest = runner.source_digest(layers[i]);
+    std::optional<io::ArchiveLayer> layer = runner.reuse(layers[i], digest);
+    const bool resumed = layer.has_value();
+    if (!layer) layer = runner.compute(layers[i], digest, nullptr);
+    if (root) {
+      sink->accept(*layer, resumed);
+      while (auto message = world.poll_root())
+        sink->accept_message(*message);
+    } else {
+      world.send_to_root(layer_message(*layer, resumed));
+    }
+  }
+  if (!root) {
+    world.flush_sends();
+    return;
+  }
+  while (sink->finished() < layers.size())
+    sink->accept_message(world.wait_root());
   for (const std::string& name : plan.keep) {
     const io::TensorInfo& t = *model.find(name);
     const auto bytes = model.bytes(t);
     const auto* first = reinterpret_cast<const uint8_t*>(bytes.data());
-    writer.write_kept(
+    writer->write_kept(
         {t.name, t.dtype, t.shape, std::vector<uint8_t>(first, first + bytes.size())});
   }
-  writer.finalize();
+  writer->finalize();
   checkpoints.remove_all();
   totals.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   progress.clear();
   std::printf(
-      "total: %zu layers quantized, %zu tensors kept; %s MiB -> %s MiB, ratio %s; %s s; "
-      "archive %s\n",
+      "total: %zu layers quantized, %zu tensors kept; %s MiB -> %s MiB, ratio %s; %s s on "
+      "%d rank%s; archive %s\n",
       layers.size(), plan.keep.size(), fixed(totals.original_mib, 2).c_str(),
       fixed(totals.compressed_mib, 2).c_str(), fixed(totals.ratio(), 2).c_str(),
-      fixed(*totals.seconds, 1).c_str(), o.out.c_str());
+      fixed(*totals.seconds, 1).c_str(), world.size(), world.size() == 1 ? "" : "s", o.out.c_str());
   if (!o.report.empty()) io::write_report(o.report, o.model, o.config, false, report, totals);
 }
 

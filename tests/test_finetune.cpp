@@ -16,6 +16,7 @@ struct OneFullCluster {
   std::unique_ptr<Backend> backend = make_cpu_backend({.threads = 1});
   std::unique_ptr<ResidentPoints> resident;
   FixedPoint fp;
+  SingleProcessCommunicator alone;
   OneFullCluster() {
     points.dim = 1;
     for (int i = 0; i < 100; ++i) {
@@ -26,7 +27,7 @@ struct OneFullCluster {
     fp = FixedPoint::for_data(points.max_abs(), points.total_weight());
   }
   ClusterState state() {
-    ClusterState s(*backend, *resident, points, fp, 4);
+    ClusterState s(*backend, *resident, points, fp, 4, alone, {0, points.size()});
     s.centroids = {0.5f, 1000.f, 2000.f, 3000.f};
     s.reassign();
     return s;
@@ -75,7 +76,8 @@ TEST(Finetune, StopsWhenEmptyCountStopsFalling) {
   auto backend = make_cpu_backend({.threads = 1});
   auto resident = backend->upload(points.x, points.weight, 2);
   const FixedPoint fp = FixedPoint::for_data(5.f, 1001);
-  ClusterState s(*backend, *resident, points, fp, 3);
+  SingleProcessCommunicator alone;
+  ClusterState s(*backend, *resident, points, fp, 3, alone, {0, points.size()});
   s.centroids = {1.f, 1.f, 5.f, 5.f, 100.f, 100.f};
   s.reassign();
   ASSERT_EQ(s.count_empty(), 1);

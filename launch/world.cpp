@@ -1,0 +1,53 @@
+#include "launch/world.h"
+
+#include <cstdlib>
+
+#include "engine/errors.h"
+
+namespace pgkm {
+
+#ifdef PGKM_HAVE_MPI
+std::unique_ptr<World> make_mpi_world(int* argc, char*** argv);  // launch/mpi_world.cpp
+#endif
+
+namespace {
+
+class SingleProcessWorld final : public World {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  Communicator& everyone() override { return alone_; }
+  std::string where() const override { return ""; }
+  void send_to_root(std::vector<std::byte>) override { PGKM_ASSERT(false, "one-rank world"); }
+  std::optional<std::vector<std::byte>> poll_root() override { return std::nullopt; }
+  std::vector<std::byte> wait_root() override {
+    PGKM_ASSERT(false, "one-rank world has no other rank to wait for");
+  }
+  void flush_sends() override {}
+  [[noreturn]] void abort(int code) override { std::exit(code); }
+
+ private:
+  SingleProcessCommunicator alone_;
+};
+
+// Whether a parallel launcher started this process: initialising MPI otherwise would
+// make every plain `pgkm` call pay for (and depend on) an MPI singleton start.
+bool started_by_launcher() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
+    if (std::getenv(v) != nullptr) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::unique_ptr<World> make_world([[maybe_unused]] int* argc, [[maybe_unused]] char*** argv) {
+#ifdef PGKM_HAVE_MPI
+  if (started_by_launcher()) return make_mpi_world(argc, argv);
+#else
+  (void)started_by_launcher;
+#endif
+  return std::make_unique<SingleProcessWorld>();
+}
+
+}  // namespace pgkm
