@@ -61,10 +61,14 @@ struct ArchiveLayer {
   bool stopped_early = false;     // ipq ran out of resolution tries
   std::string source_digest;      // digest of the source tensor's bytes
   std::string settings_digest;    // digest of the settings that produced the layer
-  bool centroids_f16 = true;      // store centroids as float16 (else float32)
-  std::vector<float> centroids;   // [K * b]; read back as float whatever was stored
-  std::vector<uint32_t> codes;    // [numel / b], each < K
-  std::vector<uint64_t> counts;   // [K] subvectors per code, each < 2^32
+  // One JSON object per k-means iteration: objective, empty_before, empty_after,
+  // resolution_rounds, seconds_assign, seconds_resolve, seconds_update (attribute
+  // iteration_stats).
+  std::string iteration_stats_json = "[]";
+  bool centroids_f16 = true;     // store centroids as float16 (else float32)
+  std::vector<float> centroids;  // [K * b]; read back as float whatever was stored
+  std::vector<uint32_t> codes;   // [numel / b], each < K
+  std::vector<uint64_t> counts;  // [K] subvectors per code, each < 2^32
 };
 
 // A tensor stored unchanged (biases, norms, layers not quantized).

@@ -24,12 +24,13 @@ struct Field {
 };
 
 // Layer attributes other than name, shape, stopped_early and complete, in write order.
-constexpr std::array<Field<std::string>, 5> kLayerStrings{{
+constexpr std::array<Field<std::string>, 6> kLayerStrings{{
     {"source_dtype", &ArchiveLayer::source_dtype},
     {"module_type", &ArchiveLayer::module_type},
     {"algorithm", &ArchiveLayer::algorithm},
     {"source_digest", &ArchiveLayer::source_digest},
     {"settings_digest", &ArchiveLayer::settings_digest},
+    {"iteration_stats", &ArchiveLayer::iteration_stats_json},
 }};
 constexpr std::array<Field<int64_t>, 8> kLayerInts{{
     {"block_size", &ArchiveLayer::block_size},

@@ -143,6 +143,7 @@ void for_each_field(Layer& l, F&& f) {
   f(l.stopped_early, "stopped_early");
   f(l.source_digest, "source_digest");
   f(l.settings_digest, "settings_digest");
+  f(l.iteration_stats_json, "iteration_stats_json");
   f(l.centroids_f16, "centroids_f16");
   f(l.centroids, "centroids");
   f(l.codes, "codes");
@@ -153,9 +154,9 @@ void for_each_field(Layer& l, F&& f) {
 
 std::vector<std::byte> encode_layer(const ArchiveLayer& layer) {
   const size_t capacity = 256 + layer.name.size() + layer.source_digest.size() +
-                          layer.settings_digest.size() + 8 * layer.shape.size() +
-                          4 * layer.centroids.size() + 4 * layer.codes.size() +
-                          8 * layer.counts.size();
+                          layer.settings_digest.size() + layer.iteration_stats_json.size() +
+                          8 * layer.shape.size() + 4 * layer.centroids.size() +
+                          4 * layer.codes.size() + 8 * layer.counts.size();
   Writer writer(capacity);
   writer.put_raw(kMagic, sizeof(kMagic));
   writer.put(kLayerWireVersion);

@@ -15,19 +15,22 @@ nlohmann::json or_null(const std::optional<T>& v) {
 }
 
 nlohmann::json layer_json(const ReportLayer& l) {
-  return {{"name", l.name},
-          {"shape", l.shape},
-          {"block_size", l.block_size},
-          {"n_centroids", l.n_centroids},
-          {"algorithm", l.algorithm},
-          {"empty_clusters", or_null(l.empty_clusters)},
-          {"objective", or_null(l.objective)},
-          {"iterations", or_null(l.iterations)},
-          {"resolution_rounds", or_null(l.resolution_rounds)},
-          {"seconds", or_null(l.seconds)},
-          {"resumed", or_null(l.resumed)},
-          {"original_mib", l.original_mib},
-          {"compressed_mib", l.compressed_mib}};
+  return {
+      {"name", l.name},
+      {"shape", l.shape},
+      {"block_size", l.block_size},
+      {"n_centroids", l.n_centroids},
+      {"algorithm", l.algorithm},
+      {"empty_clusters", or_null(l.empty_clusters)},
+      {"objective", or_null(l.objective)},
+      {"iterations", or_null(l.iterations)},
+      {"resolution_rounds", or_null(l.resolution_rounds)},
+      {"seconds", or_null(l.seconds)},
+      {"resumed", or_null(l.resumed)},
+      {"per_iteration", l.per_iteration_json.empty() ? nlohmann::json(nullptr)
+                                                     : nlohmann::json::parse(l.per_iteration_json)},
+      {"original_mib", l.original_mib},
+      {"compressed_mib", l.compressed_mib}};
 }
 
 }  // namespace

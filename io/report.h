@@ -21,7 +21,10 @@ struct ReportLayer {
   std::optional<int64_t> resolution_rounds;
   std::optional<double> seconds;
   std::optional<bool> resumed;  // true when reused from a checkpoint by --resume
-  double original_mib = 0;      // SizeTracker accounting (engine/size_plan.h)
+  // The layer's per-iteration statistics as a JSON array (archive attribute
+  // iteration_stats); empty in a --dry-run report.
+  std::string per_iteration_json;
+  double original_mib = 0;  // SizeTracker accounting (engine/size_plan.h)
   double compressed_mib = 0;
 };
 

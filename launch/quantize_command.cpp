@@ -110,6 +110,17 @@ io::ArchiveLayer to_archive(const QuantizedLayer& q, const PlannedLayer& l,
   a.stopped_early = r.stopped_early;
   a.source_digest = source_digest;
   a.settings_digest = l.settings_digest;
+  nlohmann::json iterations = nlohmann::json::array();
+  for (const IterationStats& s : r.per_iteration) {
+    iterations.push_back({{"objective", s.objective},
+                          {"empty_before", s.empty_before},
+                          {"empty_after", s.empty_after},
+                          {"resolution_rounds", s.resolution_rounds},
+                          {"seconds_assign", s.seconds_assign},
+                          {"seconds_resolve", s.seconds_resolve},
+                          {"seconds_update", s.seconds_update}});
+  }
+  a.iteration_stats_json = iterations.dump();
   a.centroids_f16 = f16;
   a.centroids = r.centroids;
   a.codes = r.codes;
@@ -291,6 +302,7 @@ class ArchiveSink {
     r.iterations = layer.iterations;
     r.resolution_rounds = layer.resolution_rounds;
     r.seconds = layer.seconds;
+    r.per_iteration_json = layer.iteration_stats_json;
     progress_.layer_line(layer_line(finished_++, layers_.size(), r));
   }
 

@@ -20,7 +20,7 @@ ROOT_STR = ["format", "tool_version", "config_text", "config_format", "algorithm
             "settings_json", "source_files", "created_utc"]
 ROOT_INT = ["format_version", "seed", "iterations"]
 LAYER_STR = ["name", "source_dtype", "module_type", "algorithm", "source_digest",
-             "settings_digest"]
+             "settings_digest", "iteration_stats"]
 LAYER_INT = ["block_size", "n_centroids", "iterations", "empty_clusters", "initial_empty",
              "resolution_rounds", "distinct_vectors", "clustered_points", "stopped_early",
              "complete"]

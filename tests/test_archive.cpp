@@ -59,6 +59,7 @@ ArchiveLayer make_layer(const std::string& name, std::vector<int64_t> shape, int
   l.stopped_early = true;
   l.source_digest = "src-" + name;
   l.settings_digest = "settings-1";
+  l.iteration_stats_json = R"([{"objective": 1.5}])";
   l.centroids_f16 = f16;
   std::normal_distribution<float> value(0.f, 0.1f);
   l.centroids.resize(static_cast<size_t>(k * b));
@@ -103,6 +104,7 @@ void expect_same_layer(const ArchiveLayer& got, const ArchiveLayer& want) {
   EXPECT_EQ(got.stopped_early, want.stopped_early);
   EXPECT_EQ(got.source_digest, want.source_digest);
   EXPECT_EQ(got.settings_digest, want.settings_digest);
+  EXPECT_EQ(got.iteration_stats_json, want.iteration_stats_json);
   EXPECT_EQ(got.centroids_f16, want.centroids_f16);
   ASSERT_EQ(got.centroids.size(), want.centroids.size());
   for (size_t i = 0; i < want.centroids.size(); ++i) {
