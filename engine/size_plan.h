@@ -45,8 +45,7 @@ inline constexpr double kSetupTermsPerCoordinate = 5000;
 inline double clustering_cost(int64_t n_vectors, int64_t n_centroids, int block_size,
                               int iterations) {
   return static_cast<double>(n_vectors) * block_size *
-         (static_cast<double>(n_centroids) * std::max(iterations, 1) +
-          kSetupTermsPerCoordinate);
+         (static_cast<double>(n_centroids) * std::max(iterations, 1) + kSetupTermsPerCoordinate);
 }
 
 }  // namespace pgkm
