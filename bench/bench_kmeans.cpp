@@ -1,0 +1,199 @@
+// bench_kmeans: times pgkm's k-means driver on one layer's points, for the peer
+// comparisons in bench/peers (fairseq's EM, faiss.Kmeans).
+//
+//   bench_kmeans --data FILE.f32 --n N --dim B --k K --algo ipq|pg-base|pg
+//                --iters I --threads T --seed S [--repeats R] [--layer NAME]
+//                [--centroids-out FILE.f32]
+//
+// FILE.f32 holds raw little-endian float32 [N, B] (row-major, the PQ layout's
+// subvectors). run_kmeans runs R times on the CPU backend with T threads; one JSON
+// object goes to stdout:
+//   seconds_per_iteration          median over repeats of
+//                                  sum_i(assign_i + resolve_i + update_i) / iterations
+//   seconds_per_iteration_repeats  the per-repeat values
+//   seconds_total_*                run_kmeans wall time (median, per repeat)
+//   objective                      final sum of squared errors over all N points
+//   empty_clusters, resolution_rounds, stopped_early, stop_reason, iterations_run, ...
+// The result (codes, objective) does not depend on the repeat: the seed is fixed.
+// --centroids-out writes the last repeat's centroids, raw float32 [K, B].
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/kmeans.h"
+#include "kernels/backend.h"
+
+namespace {
+
+[[noreturn]] void usage(const std::string& msg) {
+  std::cerr << "bench_kmeans: " << msg << "\n"
+            << "usage: bench_kmeans --data FILE.f32 --n N --dim B --k K --algo ipq|pg-base|pg\n"
+            << "                    --iters I --threads T --seed S [--repeats R] [--layer NAME]\n"
+            << "                    [--centroids-out FILE.f32]\n";
+  std::exit(2);
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size() / 2;
+  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+int64_t to_int(const std::string& key, const std::string& s) {
+  try {
+    size_t pos = 0;
+    const long long v = std::stoll(s, &pos);
+    if (pos != s.size()) throw std::invalid_argument(s);
+    return v;
+  } catch (const std::exception&) {
+    usage(key + " needs an integer, got '" + s + "'");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::map<std::string, std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    std::string key = argv[i];
+    if (key == "-h" || key == "--help") usage("help");
+    if (key.rfind("--", 0) != 0) usage("unexpected argument '" + key + "'");
+    std::string value;
+    if (const size_t eq = key.find('='); eq != std::string::npos) {
+      value = key.substr(eq + 1);
+      key = key.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) usage(key + " needs a value");
+      value = argv[++i];
+    }
+    args[key.substr(2)] = value;
+  }
+  static const char* kKnown[] = {"data",    "n",    "dim",     "k",     "algo",         "iters",
+                                 "threads", "seed", "repeats", "layer", "centroids-out"};
+  for (const auto& [key, value] : args) {
+    if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown))
+      usage("unknown option --" + key);
+  }
+  for (const char* required : {"data", "n", "dim", "k", "algo", "iters", "threads", "seed"}) {
+    if (!args.count(required)) usage(std::string("missing --") + required);
+  }
+
+  const std::string path = args["data"];
+  const int64_t n = to_int("--n", args["n"]);
+  const int64_t dim = to_int("--dim", args["dim"]);
+  const int64_t k = to_int("--k", args["k"]);
+  const int64_t iters = to_int("--iters", args["iters"]);
+  const int64_t threads = to_int("--threads", args["threads"]);
+  const int64_t seed = to_int("--seed", args["seed"]);
+  const int64_t repeats = args.count("repeats") ? to_int("--repeats", args["repeats"]) : 1;
+  const std::string layer = args.count("layer") ? args["layer"] : "bench";
+  if (n < 1 || dim < 1 || dim > pgkm::kMaxDim || k < 1 || iters < 0 || threads < 0 || seed < 0 ||
+      repeats < 1)
+    usage(
+        "out-of-range value (need n>=1, 1<=dim<=32, k>=1, iters>=0, threads>=0, seed>=0, "
+        "repeats>=1)");
+
+  try {
+    pgkm::KMeansParams params;
+    params.algorithm = pgkm::parse_algorithm(args["algo"]);
+    params.n_centroids = k;
+    params.iterations = static_cast<int>(iters);
+    params.seed = static_cast<uint64_t>(seed);
+
+    std::vector<float> data(static_cast<size_t>(n * dim));
+    {
+      std::ifstream in(path, std::ios::binary | std::ios::ate);
+      if (!in) usage("cannot open " + path);
+      const auto bytes = static_cast<int64_t>(in.tellg());
+      if (bytes != n * dim * static_cast<int64_t>(sizeof(float)))
+        usage(path + " has " + std::to_string(bytes) +
+              " bytes, expected n*dim*4 = " + std::to_string(n * dim * 4));
+      in.seekg(0);
+      in.read(reinterpret_cast<char*>(data.data()), bytes);
+      if (!in) usage("cannot read " + path);
+    }
+    // The host is little-endian x86-64 (pgkm's only CPU target); no byte swapping.
+
+    auto backend = pgkm::make_cpu_backend({.threads = static_cast<int>(threads)});
+
+    std::vector<double> per_iter, totals, assign_s, resolve_s, update_s;
+    pgkm::KMeansResult last;
+    for (int64_t r = 0; r < repeats; ++r) {
+      pgkm::KMeansResult res =
+          pgkm::run_kmeans(*backend, params, layer, data, static_cast<int>(dim));
+      double a = 0, rs = 0, u = 0;
+      for (const auto& it : res.per_iteration) {
+        a += it.seconds_assign;
+        rs += it.seconds_resolve;
+        u += it.seconds_update;
+      }
+      const int runs = std::max(1, res.iterations_run);
+      per_iter.push_back((a + rs + u) / runs);
+      assign_s.push_back(a / runs);
+      resolve_s.push_back(rs / runs);
+      update_s.push_back(u / runs);
+      totals.push_back(res.seconds_total);
+      last = std::move(res);
+    }
+
+    if (args.count("centroids-out")) {
+      std::ofstream cout_file(args["centroids-out"], std::ios::binary | std::ios::trunc);
+      cout_file.write(reinterpret_cast<const char*>(last.centroids.data()),
+                      static_cast<std::streamsize>(last.centroids.size() * sizeof(float)));
+      if (!cout_file) usage("cannot write " + args["centroids-out"]);
+    }
+
+    nlohmann::json out;
+    out["data"] = path;
+    out["n"] = n;
+    out["dim"] = dim;
+    out["k"] = k;
+    out["algo"] = pgkm::algorithm_name(params.algorithm);
+    out["iters"] = iters;
+    out["threads"] = threads;
+    out["seed"] = seed;
+    out["repeats"] = repeats;
+    out["backend"] = backend->name();
+    out["seconds_per_iteration"] = median(per_iter);
+    out["seconds_per_iteration_repeats"] = per_iter;
+    out["seconds_assign_per_iteration"] = median(assign_s);
+    out["seconds_resolve_per_iteration"] = median(resolve_s);
+    out["seconds_update_per_iteration"] = median(update_s);
+    out["seconds_total"] = median(totals);
+    out["seconds_total_repeats"] = totals;
+    out["objective"] = last.objective;
+    out["objective_per_point"] = last.objective / static_cast<double>(n);
+    out["empty_clusters"] = last.empty_clusters;
+    out["initial_empty"] = last.initial_empty;
+    out["resolution_rounds"] = last.resolution_rounds;
+    out["iterations_run"] = last.iterations_run;
+    out["stopped_early"] = last.stopped_early;
+    out["stop_reason"] = last.stop_reason;
+    out["distinct_vectors"] = last.distinct_vectors;
+    out["clustered_points"] = last.clustered_points;
+    nlohmann::json iters_json = nlohmann::json::array();
+    for (const auto& it : last.per_iteration) {
+      iters_json.push_back({{"iteration", it.iteration},
+                            {"objective", it.objective},
+                            {"empty_before", it.empty_before},
+                            {"empty_after", it.empty_after},
+                            {"resolution_rounds", it.resolution_rounds}});
+    }
+    out["per_iteration"] = iters_json;
+    std::cout << out.dump() << std::endl;
+  } catch (const std::exception& e) {
+    std::cerr << "bench_kmeans: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
