@@ -57,12 +57,18 @@ int main(int argc, char** argv) {
   std::string archive, out;
   CLI::App* inspect = app.add_subcommand("inspect", "Print the layers and totals of an archive");
   inspect->add_option("archive", archive, "Archive (.h5)")->required();
-  inspect->callback([&] { pgkm::run_inspect(archive); });
+  // Reading an archive is one process's work: under mpirun only rank 0 does it, so ranks
+  // neither print the table N times nor race to write the same reconstruction.
+  inspect->callback([&] {
+    if (world->rank() == 0) pgkm::run_inspect(archive);
+  });
   CLI::App* reconstruct =
       app.add_subcommand("reconstruct", "Write dequantized weights as safetensors");
   reconstruct->add_option("archive", archive, "Archive (.h5)")->required();
   reconstruct->add_option("--out", out, "Output .safetensors file")->required();
-  reconstruct->callback([&] { pgkm::run_reconstruct(archive, out); });
+  reconstruct->callback([&] {
+    if (world->rank() == 0) pgkm::run_reconstruct(archive, out);
+  });
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
