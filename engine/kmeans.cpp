@@ -55,8 +55,7 @@ ClusterState::ClusterState(Backend& backend_, const ResidentPoints& resident_,
 }
 
 void ClusterState::reassign() {
-  backend.assign(resident, centroids, local_codes, local_dist);
-  backend.accumulate(resident, local_codes, fp, sums, counts);
+  backend.assign_accumulate(resident, centroids, fp, local_codes, local_dist, sums, counts);
   group.allreduce_sum(sums);
   group.allreduce_sum(counts);
   group.allgather(local_codes, codes);

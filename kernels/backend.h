@@ -58,6 +58,16 @@ class Backend {
   virtual void accumulate(const ResidentPoints& points, std::span<const uint32_t> codes,
                           const FixedPoint& fp, std::span<int64_t> sums,
                           std::span<uint64_t> counts) = 0;
+
+  // assign, then accumulate over the codes it found. A backend may fuse the two passes
+  // (the CUDA backend does: the points are read once); results are the same bits.
+  virtual void assign_accumulate(const ResidentPoints& points, std::span<const float> centroids,
+                                 const FixedPoint& fp, std::span<uint32_t> codes,
+                                 std::span<float> dist, std::span<int64_t> sums,
+                                 std::span<uint64_t> counts) {
+    assign(points, centroids, codes, dist);
+    accumulate(points, codes, fp, sums, counts);
+  }
 };
 
 struct CpuBackendOptions {
@@ -70,5 +80,14 @@ struct CpuBackendOptions {
 // The CPU backend: AVX2+FMA kernels chosen at run time where the CPU has them,
 // portable scalar kernels (same arithmetic, same results) otherwise.
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
+
+// Whether this build has the CUDA backend (kernels/cuda), and how many CUDA devices are
+// visible (0 without the backend, a driver or a device).
+bool cuda_backend_built();
+int cuda_device_count();
+
+// The CUDA backend on device `device` (kernels/cuda). Throws SystemError when the build
+// has no CUDA backend or the device cannot be used.
+std::unique_ptr<Backend> make_cuda_backend(int device);
 
 }  // namespace pgkm

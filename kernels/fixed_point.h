@@ -28,6 +28,7 @@ class FixedPoint {
   }
 
   int exponent() const { return exponent_; }
+  double scale() const { return scale_; }  // 2^exponent
 
   // x -> round-half-even(x * 2^exponent). The product is exact in double (a float
   // times a power of two well inside double's range) and below 2^62 in magnitude by

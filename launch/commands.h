@@ -16,6 +16,9 @@ struct QuantizeOptions {
   uint64_t seed = 0;
   int threads = 0;  // 0: all hardware threads
   std::string centroid_dtype = "f16";
+  // cpu, cuda, or auto (CUDA when this build has it and a GPU is visible). Each rank uses
+  // GPU (rank within its node) modulo the GPUs it sees.
+  std::string device = "auto";
   std::string report;  // JSON report path, empty for none
   bool dry_run = false;
   bool resume = false;

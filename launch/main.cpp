@@ -24,6 +24,8 @@ void add_quantize(CLI::App& app, pgkm::QuantizeOptions& o, pgkm::World& world) {
   q->add_option("--centroid-dtype", o.centroid_dtype, "Stored centroid type: f16 or f32")
       ->check(CLI::IsMember({"f16", "f32"}));
   q->add_option("--report", o.report, "Write a JSON report here");
+  q->add_option("--device", o.device, "cpu, cuda, or auto (CUDA when a GPU is visible)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   q->add_flag("--dry-run", o.dry_run, "Print the size plan without clustering");
   q->add_flag("--resume", o.resume, "Reuse finished layers of an interrupted run");
   q->add_flag("--strict", o.strict, "Treat config warnings as errors");

@@ -16,6 +16,7 @@ class MpiWorld final : public World {
   MpiWorld(int* argc, char*** argv) : session_(argc, argv), everyone_(MPI_COMM_WORLD) {}
   int rank() const override { return session_.world_rank(); }
   int size() const override { return session_.world_size(); }
+  int local_rank() const override { return session_.local_rank(); }
   Communicator& everyone() override { return everyone_; }
   std::string where() const override {
     return "rank " + std::to_string(rank()) + " on " + session_.hostname();

@@ -42,6 +42,8 @@ void validate(const QuantizeOptions& o) {
                o.centroid_dtype, "' is not f16 or f32");
   PGKM_EXPECTS(o.iterations >= 0, "--iters", o.iterations, " is negative");
   PGKM_EXPECTS(o.threads >= 0, "--threads", o.threads, " is negative");
+  PGKM_EXPECTS(o.device == "cpu" || o.device == "cuda" || o.device == "auto", "--device", "'",
+               o.device, "' is not cpu, cuda or auto");
   PGKM_EXPECTS(!o.out.empty() || o.dry_run, "--out", "an output archive path is required");
   parse_algorithm(o.algorithm);
 }
@@ -377,6 +379,19 @@ int threads_per_rank(const QuantizeOptions& o, const World& world) {
   return 0;
 }
 
+// The backend --device asks for. A rank takes the GPU of its rank within the node, so
+// `mpirun -np 4` on a four-GPU node puts one rank on each GPU.
+std::unique_ptr<Backend> make_backend(const QuantizeOptions& o, const World& world, int threads) {
+  const int gpus = cuda_device_count();
+  const bool cuda = o.device == "cuda" || (o.device == "auto" && gpus > 0);
+  if (!cuda) return make_cpu_backend({.threads = threads});
+  PGKM_EXPECTS(cuda_backend_built(), "--device cuda",
+               "this pgkm was built without the CUDA backend");
+  PGKM_EXPECTS(gpus > 0, "--device cuda", "no CUDA device is visible",
+               world.size() > 1 ? " to " + world.where() : std::string());
+  return make_cuda_backend(world.local_rank() % gpus);
+}
+
 }  // namespace
 
 void run_quantize(const QuantizeOptions& o, World& world) {
@@ -412,7 +427,7 @@ void run_quantize(const QuantizeOptions& o, World& world) {
 
   const int threads = threads_per_rank(o, world);
   if (threads > 0) omp_set_num_threads(threads);
-  auto backend = make_cpu_backend({.threads = threads});
+  auto backend = make_backend(o, world, threads);
   io::LayerCheckpoints checkpoints(o.out);
   if (root && !o.resume) checkpoints.remove_all();
   world.everyone().barrier();  // nobody reads stale checkpoints root is removing
@@ -461,10 +476,11 @@ void run_quantize(const QuantizeOptions& o, World& world) {
   progress.clear();
   std::printf(
       "total: %zu layers quantized, %zu tensors kept; %s MiB -> %s MiB, ratio %s; %s s on "
-      "%d rank%s; archive %s\n",
+      "%d rank%s (%s); archive %s\n",
       layers.size(), plan.keep.size(), fixed(totals.original_mib, 2).c_str(),
       fixed(totals.compressed_mib, 2).c_str(), fixed(totals.ratio(), 2).c_str(),
-      fixed(*totals.seconds, 1).c_str(), world.size(), world.size() == 1 ? "" : "s", o.out.c_str());
+      fixed(*totals.seconds, 1).c_str(), world.size(), world.size() == 1 ? "" : "s",
+      backend->name().c_str(), o.out.c_str());
   if (!o.report.empty()) io::write_report(o.report, o.model, o.config, false, report, totals);
 }
 

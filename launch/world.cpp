@@ -16,6 +16,7 @@ class SingleProcessWorld final : public World {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
+  int local_rank() const override { return 0; }
   Communicator& everyone() override { return alone_; }
   std::string where() const override { return ""; }
   void send_to_root(std::vector<std::byte>) override { PGKM_ASSERT(false, "one-rank world"); }

@@ -18,6 +18,7 @@ class World {
   virtual ~World() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  virtual int local_rank() const = 0;  // rank among the ranks of this node
   // All ranks, for layers split over the whole job.
   virtual Communicator& everyone() = 0;
   // "rank 2 on node7" (or "" for a one-rank world), to prefix errors.
