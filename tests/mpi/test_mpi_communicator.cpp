@@ -1,9 +1,6 @@
 // MpiCommunicator and MpiSession (launch/mpi_communicator.h), run by ctest as
 // `mpiexec -n N` for N = 1..4. Every rank runs every test.
-//
-// No failure may hang the job: a fatal failure (ASSERT_*, which skips the rest of a test
-// and so the collectives in it) or an exception aborts the whole job at once; other
-// failures are summed over the ranks at the end, so rank 0's exit code reports them.
+// No failure may hang the job (tests/mpi/mpi_test_main.h).
 #include <gtest/gtest.h>
 
 #include <array>
@@ -16,6 +13,7 @@
 
 #include "engine/errors.h"
 #include "launch/mpi_communicator.h"
+#include "tests/mpi/mpi_test_main.h"
 
 namespace pgkm {
 namespace {
@@ -95,25 +93,7 @@ TEST(MpiCommunicator, AllreduceSumUint64) {
   comm.allreduce_sum(std::span<uint64_t>());
 }
 
-// Gathers n codes (code i = 7 * i + 1) from uneven slices, copied or in place.
-void check_allgather(MpiCommunicator& comm, int64_t n, bool in_place) {
-  const ShardRange mine = shard_range(n, comm.rank(), comm.size());
-  std::vector<uint32_t> all(static_cast<size_t>(n), 0xdeadbeef);
-  std::vector<uint32_t> local;
-  for (int64_t i = mine.begin; i < mine.end; ++i) {
-    local.push_back(static_cast<uint32_t>(7 * i + 1));
-    if (in_place) all[static_cast<size_t>(i)] = static_cast<uint32_t>(7 * i + 1);
-  }
-  const std::span<const uint32_t> source =
-      in_place ? std::span<const uint32_t>(all).subspan(static_cast<size_t>(mine.begin),
-                                                        static_cast<size_t>(mine.size()))
-               : std::span<const uint32_t>(local);
-  comm.allgather(source, all);
-  for (int64_t i = 0; i < n; ++i) {
-    EXPECT_EQ(all[static_cast<size_t>(i)], static_cast<uint32_t>(7 * i + 1))
-        << "n " << n << ", element " << i << (in_place ? ", in place" : "");
-  }
-}
+using mpitest::check_allgather;
 
 TEST(MpiCommunicator, AllgatherUnevenSlices) {
   MpiCommunicator comm(MPI_COMM_WORLD);
@@ -223,58 +203,12 @@ TEST(MpiCommunicator, FailedCallThrowsSystemError) {
   comm.barrier();
 }
 
-// Aborts the job on a fatal failure: the rest of the test, and its collectives, are
-// skipped on this rank only, so the others would wait for it forever.
-class AbortOnFatalFailure : public ::testing::EmptyTestEventListener {
- public:
-  explicit AbortOnFatalFailure(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& result) override {
-    if (!result.fatally_failed()) return;
-    std::fprintf(stderr, "rank %d: fatal failure at %s:%d: %s\n", rank_,
-                 result.file_name() ? result.file_name() : "?", result.line_number(),
-                 result.message());
-    std::fflush(stderr);
-    MpiSession::abort(1);
-  }
-
- private:
-  int rank_;
-};
-
-// Runs every test on this rank; returns how many ranks had failures.
-int64_t run_tests(const MpiSession& session) {
-  ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
-  listeners.Append(new AbortOnFatalFailure(session.world_rank()));
-  std::array<int64_t, 1> failed{RUN_ALL_TESTS() == 0 ? 0 : 1};
-  MpiCommunicator(MPI_COMM_WORLD).allreduce_sum(failed);
-  return failed[0];
-}
-
 }  // namespace
 }  // namespace pgkm
 
 int main(int argc, char** argv) {
-  int rank = -1;
-  // Outlives the catch below, so the message is printed before the job is aborted.
-  std::optional<pgkm::MpiSession> session;
-  try {
-    session.emplace(&argc, &argv);
-    rank = session->world_rank();
-    pgkm::g_session = &*session;
-    // One full report, rank 0's; the other ranks print only their failures.
-    if (rank != 0) GTEST_FLAG_SET(brief, true);
-    ::testing::InitGoogleTest(&argc, argv);
-    // Exceptions leave the test and abort the job below, rather than desynchronize ranks.
-    GTEST_FLAG_SET(catch_exceptions, false);
-    const int64_t failed_ranks = pgkm::run_tests(*session);
-    if (rank == 0 && failed_ranks > 0) {
-      std::fprintf(stderr, "%lld of %d ranks had failures\n", static_cast<long long>(failed_ranks),
-                   session->world_size());
-    }
-    return failed_ranks == 0 ? 0 : 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "rank %d: error: %s\n", rank, e.what());
-    std::fflush(stderr);
-    pgkm::MpiSession::abort(1);
-  }
+  return pgkm::mpitest::mpi_test_main(argc, argv, [](const pgkm::MpiSession& session) {
+    pgkm::g_session = &session;
+    return RUN_ALL_TESTS();
+  });
 }

@@ -1,8 +1,6 @@
 // NcclCommunicator (launch/nccl_communicator.h), run by ctest as `mpiexec -n 1` (one GPU
 // per rank). Every test is skipped (GTEST_SKIP, exit code 0) unless every rank sees a GPU.
-//
-// As in test_mpi_communicator.cpp, no failure may hang the job: a fatal failure or an
-// exception aborts the whole job, and other failures are summed over the ranks at the end.
+// No failure may hang the job (tests/mpi/mpi_test_main.h).
 #include <gtest/gtest.h>
 
 #include <array>
@@ -15,6 +13,7 @@
 #include "engine/errors.h"
 #include "launch/mpi_communicator.h"
 #include "launch/nccl_communicator.h"
+#include "tests/mpi/mpi_test_main.h"
 
 namespace pgkm {
 namespace {
@@ -65,25 +64,7 @@ TEST(NcclCommunicator, AllreduceSumUint64) {
   g_nccl->allreduce_sum(std::span<uint64_t>());
 }
 
-// Gathers n codes (code i = 7 * i + 1) from uneven slices, copied or in place.
-void check_allgather(Communicator& comm, int64_t n, bool in_place) {
-  const ShardRange mine = shard_range(n, comm.rank(), comm.size());
-  std::vector<uint32_t> all(static_cast<size_t>(n), 0xdeadbeef);
-  std::vector<uint32_t> local;
-  for (int64_t i = mine.begin; i < mine.end; ++i) {
-    local.push_back(static_cast<uint32_t>(7 * i + 1));
-    if (in_place) all[static_cast<size_t>(i)] = static_cast<uint32_t>(7 * i + 1);
-  }
-  const std::span<const uint32_t> source =
-      in_place ? std::span<const uint32_t>(all).subspan(static_cast<size_t>(mine.begin),
-                                                        static_cast<size_t>(mine.size()))
-               : std::span<const uint32_t>(local);
-  comm.allgather(source, all);
-  for (int64_t i = 0; i < n; ++i) {
-    EXPECT_EQ(all[static_cast<size_t>(i)], static_cast<uint32_t>(7 * i + 1))
-        << "n " << n << ", element " << i << (in_place ? ", in place" : "");
-  }
-}
+using mpitest::check_allgather;
 
 TEST(NcclCommunicator, AllgatherUnevenSlices) {
   SKIP_WITHOUT_GPU();
@@ -112,27 +93,8 @@ TEST(NcclCommunicator, Broadcast) {
   g_nccl->barrier();
 }
 
-// Aborts the job on a fatal failure: the rest of the test, and its collectives, are
-// skipped on this rank only, so the others would wait for it forever.
-class AbortOnFatalFailure : public ::testing::EmptyTestEventListener {
- public:
-  explicit AbortOnFatalFailure(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& result) override {
-    if (!result.fatally_failed()) return;
-    std::fprintf(stderr, "rank %d: fatal failure at %s:%d: %s\n", rank_,
-                 result.file_name() ? result.file_name() : "?", result.line_number(),
-                 result.message());
-    std::fflush(stderr);
-    MpiSession::abort(1);
-  }
-
- private:
-  int rank_;
-};
-
-// Makes the NCCL communicator if every rank sees a GPU, runs every test on this rank, and
-// returns how many ranks had failures.
-int64_t run_tests(const MpiSession& session) {
+// Makes the NCCL communicator if every rank sees a GPU and runs every test on this rank.
+int run_all(const MpiSession& session) {
   MpiCommunicator world(MPI_COMM_WORLD);
   const int devices = NcclCommunicator::visible_device_count();
   std::array<int64_t, 1> ranks_without_gpu{devices > 0 ? 0 : 1};
@@ -145,37 +107,14 @@ int64_t run_tests(const MpiSession& session) {
     std::printf("%lld of %d ranks see no CUDA device: skipping the NCCL tests\n",
                 static_cast<long long>(ranks_without_gpu[0]), session.world_size());
   }
-  ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
-  listeners.Append(new AbortOnFatalFailure(session.world_rank()));
-  std::array<int64_t, 1> failed{RUN_ALL_TESTS() == 0 ? 0 : 1};
+  const int result = RUN_ALL_TESTS();
   g_nccl = nullptr;
-  world.allreduce_sum(failed);
-  return failed[0];
+  return result;
 }
 
 }  // namespace
 }  // namespace pgkm
 
 int main(int argc, char** argv) {
-  int rank = -1;
-  // Outlives the catch below, so the message is printed before the job is aborted.
-  std::optional<pgkm::MpiSession> session;
-  try {
-    session.emplace(&argc, &argv);
-    rank = session->world_rank();
-    if (rank != 0) GTEST_FLAG_SET(brief, true);
-    ::testing::InitGoogleTest(&argc, argv);
-    // Exceptions leave the test and abort the job below, rather than desynchronize ranks.
-    GTEST_FLAG_SET(catch_exceptions, false);
-    const int64_t failed_ranks = pgkm::run_tests(*session);
-    if (rank == 0 && failed_ranks > 0) {
-      std::fprintf(stderr, "%lld of %d ranks had failures\n", static_cast<long long>(failed_ranks),
-                   session->world_size());
-    }
-    return failed_ranks == 0 ? 0 : 1;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "rank %d: error: %s\n", rank, e.what());
-    std::fflush(stderr);
-    pgkm::MpiSession::abort(1);
-  }
+  return pgkm::mpitest::mpi_test_main(argc, argv, pgkm::run_all);
 }
