@@ -97,8 +97,8 @@ int main(int argc, char** argv) {
   const int64_t seed = to_int("--seed", args["seed"]);
   const int64_t repeats = args.count("repeats") ? to_int("--repeats", args["repeats"]) : 1;
   const std::string layer = args.count("layer") ? args["layer"] : "bench";
-  if (n < 1 || dim < 1 || dim > pgkm::kMaxDim || k < 1 || iters < 0 || threads < 0 || seed < 0 ||
-      repeats < 1)
+  if (n < 1 || dim < 1 || dim > pgkm::kMaxBlockSize || k < 1 || iters < 0 || threads < 0 ||
+      seed < 0 || repeats < 1)
     usage(
         "out-of-range value (need n>=1, 1<=dim<=32, k>=1, iters>=0, threads>=0, seed>=0, "
         "repeats>=1)");

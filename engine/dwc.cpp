@@ -24,7 +24,7 @@
 #include <span>
 #include <utility>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm {
 namespace {

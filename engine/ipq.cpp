@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm {
 

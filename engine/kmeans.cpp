@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "engine/ipq.h"
 #include "engine/pg_finetune.h"
 #include "engine/pg_partition.h"
@@ -82,7 +82,8 @@ double seconds_since(Clock::time_point t) {
 }
 
 void validate(const KMeansParams& p, const std::string& layer, std::span<const float> v, int dim) {
-  PGKM_EXPECTS(dim >= 1 && dim <= kMaxDim, layer, "block size ", dim, " is outside 1..", kMaxDim);
+  PGKM_EXPECTS(dim >= 1 && dim <= kMaxBlockSize, layer, "block size ", dim, " is outside 1..",
+               kMaxBlockSize);
   PGKM_EXPECTS(v.size() % static_cast<size_t>(dim) == 0, layer, v.size(),
                " values do not make whole vectors of size ", dim);
   const int64_t n = static_cast<int64_t>(v.size()) / dim;

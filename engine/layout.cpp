@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "kernels/backend.h"
 
 namespace pgkm {
@@ -44,8 +44,8 @@ BlockLayout make_block_layout(const std::string& name, std::span<const int64_t> 
   for (int64_t d : shape) {
     PGKM_EXPECTS(d > 0, name, "zero-size tensor, shape ", shape_string(shape));
   }
-  PGKM_EXPECTS(block_size >= 1 && block_size <= kMaxDim, name, "block size ", block_size,
-               " is outside 1..", kMaxDim);
+  PGKM_EXPECTS(block_size >= 1 && block_size <= kMaxBlockSize, name, "block size ", block_size,
+               " is outside 1..", kMaxBlockSize);
   BlockLayout layout;
   layout.rows = shape[0];
   layout.row_length = 1;

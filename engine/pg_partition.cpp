@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <limits>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm {
 namespace {

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm {
 

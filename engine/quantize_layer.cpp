@@ -1,6 +1,6 @@
 #include "engine/quantize_layer.h"
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm {
 

@@ -3,7 +3,7 @@
 #include <bit>
 #include <cmath>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm {
 namespace {

@@ -5,7 +5,8 @@
 #include <system_error>
 #include <utility>
 
-#include "engine/errors.h"
+#include "core/atomic_file.h"
+#include "core/errors.h"
 #include "io/archive_schema.h"
 #include "io/hdf5_util.h"
 
@@ -14,11 +15,6 @@ namespace {
 
 // Root attribute `format` of a checkpoint part file (a one-layer archive).
 constexpr const char* kPartFormat = "pgkm-layer-part";
-
-void remove_quietly(const std::string& path) noexcept {
-  std::error_code ec;
-  std::filesystem::remove(path, ec);
-}
 
 // Writes a part file at `tmp_path`: root format attributes and /layers/<layer>.
 void write_part_file(const std::string& tmp_path, const ArchiveLayer& layer) {
@@ -54,8 +50,8 @@ ArchiveLayer read_part_file(const std::string& path, const std::string& tensor) 
 }  // namespace
 
 ArchiveWriter::ArchiveWriter(const std::string& final_path, const ArchiveHeader& header)
-    : final_path_(final_path), tmp_path_(final_path + ".tmp"), header_(header) {
-  const H5Site site(tmp_path_, false);
+    : final_path_(final_path), out_(std::make_unique<AtomicFile>(final_path)), header_(header) {
+  const H5Site site(out_->temp_path(), false);
   try {
     file_ = create_file(site);
     layers_ = create_group(site, file_.get(), "layers");
@@ -74,13 +70,13 @@ void ArchiveWriter::discard() noexcept {
   layers_.reset();
   tensors_.reset();
   file_.reset();
-  remove_quietly(tmp_path_);
+  out_.reset();  // removes the temporary file
 }
 
 void ArchiveWriter::write_layer(const ArchiveLayer& layer) {
   PGKM_ASSERT(file_.valid(), "write_layer after finalize");
   validate_layer(H5Site(final_path_, false), layer);
-  const H5Site site(tmp_path_, false);
+  const H5Site site(out_->temp_path(), false);
   const std::string link = escape_name(layer.name);
   PGKM_EXPECTS(!link_exists(site, layers_.get(), link), final_path_, "layer '", layer.name,
                "' is written twice");
@@ -96,7 +92,7 @@ void ArchiveWriter::write_layer(const ArchiveLayer& layer) {
 void ArchiveWriter::write_kept(const KeptTensor& tensor) {
   PGKM_ASSERT(file_.valid(), "write_kept after finalize");
   validate_kept(H5Site(final_path_, false), tensor);
-  const H5Site site(tmp_path_, false);
+  const H5Site site(out_->temp_path(), false);
   const std::string link = escape_name(tensor.name);
   PGKM_EXPECTS(!link_exists(site, tensors_.get(), link), final_path_, "tensor '", tensor.name,
                "' is written twice");
@@ -110,12 +106,12 @@ void ArchiveWriter::write_kept(const KeptTensor& tensor) {
 
 void ArchiveWriter::finalize() {
   PGKM_ASSERT(file_.valid() && !finalized_, "finalize called twice");
-  const H5Site site(tmp_path_, false);
+  const H5Site site(out_->temp_path(), false);
   write_header_attrs(site, file_.get(), header_);
   layers_.reset();
   tensors_.reset();
   site.check_ok(file_.close(), "H5Fclose", "the file");
-  durable_rename(tmp_path_, final_path_);
+  out_->commit();
   finalized_ = true;
 }
 
@@ -131,19 +127,10 @@ void LayerCheckpoints::save(const ArchiveLayer& layer) {
   std::error_code ec;
   const bool created = std::filesystem::create_directories(dir_, ec);
   if (ec) throw SystemError(str_cat("create directory ", dir_, ": ", ec.message()));
-  if (created) {
-    const std::filesystem::path parent = std::filesystem::path(dir_).parent_path();
-    fsync_directory(parent.empty() ? "." : parent.string());
-  }
-  const std::string final_path = part_path(layer.name);
-  const std::string tmp_path = final_path + ".tmp";
-  try {
-    write_part_file(tmp_path, layer);
-    durable_rename(tmp_path, final_path);
-  } catch (...) {
-    remove_quietly(tmp_path);
-    throw;
-  }
+  if (created) fsync_directory(parent_directory(dir_));
+  AtomicFile part(part_path(layer.name));
+  write_part_file(part.temp_path(), layer);
+  part.commit();
 }
 
 std::optional<ArchiveLayer> LayerCheckpoints::load_matching(

@@ -2,7 +2,8 @@
 // codes, statistics) and every tensor kept as it was. Schema v1 and the crash-safety
 // design are documented in docs/ARCHIVE.md.
 //
-//   ArchiveWriter     writes `<out>.tmp`, renames it to `<out>` on finalize().
+//   ArchiveWriter     writes a temporary file next to `<out>` (core/atomic_file.h) and
+//                     renames it to `<out>` on finalize().
 //   LayerCheckpoints  one small HDF5 file per finished layer in `<out>.parts/`, so a
 //                     killed run resumes without redoing finished layers.
 //   ArchiveReader     opens and validates an archive (every value read is checked).
@@ -13,10 +14,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/atomic_file.h"
 #include "io/hdf5_handles.h"
 
 namespace pgkm::io {
@@ -79,7 +82,8 @@ struct KeptTensor {
   std::vector<uint8_t> bytes;  // numel * dtype size, little-endian, row-major
 };
 
-// Writes an archive to `final_path + ".tmp"` and renames it into place on finalize().
+// Writes an archive to a temporary file next to final_path (core/atomic_file.h) and
+// renames it into place on finalize().
 // Until then final_path is never touched; destroying an unfinalized writer deletes
 // the tmp file, so no half archive is ever left behind. Not thread-safe.
 class ArchiveWriter {
@@ -107,7 +111,7 @@ class ArchiveWriter {
   void discard() noexcept;
 
   std::string final_path_;
-  std::string tmp_path_;
+  std::unique_ptr<AtomicFile> out_;  // the file being written; reset once discarded
   ArchiveHeader header_;
   H5File file_;
   H5Group layers_;

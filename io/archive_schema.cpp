@@ -8,8 +8,9 @@
 #include <span>
 #include <utility>
 
+#include "core/errors.h"
+#include "core/text.h"
 #include "engine/dtype.h"
-#include "engine/errors.h"
 #include "io/safetensors.h"
 
 namespace pgkm::io {
@@ -47,15 +48,8 @@ constexpr std::array<Field<double>, 2> kLayerDoubles{{
     {"seconds", &ArchiveLayer::seconds},
 }};
 
-std::string shape_text(std::span<const int64_t> shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    s += str_cat(i ? ", " : "", shape[i]);
-  return s + "]";
-}
-
 std::string dims_text(const std::vector<hsize_t>& dims) {
-  return shape_text(std::vector<int64_t>(dims.begin(), dims.end()));
+  return shape_text(dims);
 }
 
 // Number of elements of `shape`; fails on a negative (or, unless allow_zero, zero)

@@ -10,7 +10,8 @@
 #include <numeric>
 #include <sstream>
 
-#include "engine/errors.h"
+#include "core/errors.h"
+#include "core/text.h"
 #include "io/config_detail.h"
 
 namespace pgkm::io {
@@ -176,13 +177,6 @@ bool is_bias(const std::string& tensor_name) {
   return name == "bias" || name.ends_with(".bias");
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string text = "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    text += str_cat(i ? ", " : "", shape[i]);
-  return text + "]";
-}
-
 namespace {
 
 bool shape_fits(const TensorDesc& tensor, ModuleType type) {
@@ -288,7 +282,7 @@ int64_t row_length(const TensorDesc& tensor, ModuleType type) {
   int64_t row = 0;
   if (__builtin_mul_overflow(tensor.shape[1], tensor.shape[2], &row) ||
       __builtin_mul_overflow(row, tensor.shape[3], &row)) {
-    throw InputError(tensor.name, str_cat("shape ", detail::shape_text(tensor.shape),
+    throw InputError(tensor.name, str_cat("shape ", shape_text(tensor.shape),
                                           " overflows 64-bit element counts"));
   }
   return row;

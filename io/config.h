@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/limits.h"
 #include "engine/kmeans.h"
 
 namespace pgkm::io {
@@ -108,13 +109,6 @@ struct NativeConfig {
   std::vector<std::pair<ConfigPattern, ModuleType>> types;  // first full match wins
   std::vector<NativeRule> rules;                            // first full match wins
 };
-
-// Accepted ranges of the numbers a config gives.
-inline constexpr int kMinBlockSize = 1;
-inline constexpr int kMaxBlockSize = 32;
-inline constexpr int64_t kMinCentroids = 2;
-inline constexpr int64_t kMaxCentroids = 65536;
-inline constexpr int kMaxIterations = 10000;
 
 // A parsed config file.
 struct QuantConfig {

@@ -75,9 +75,6 @@ void warn_or_throw(Plan& plan, bool strict, const std::string& file, const std::
 // True for a tensor whose last name component is "bias".
 bool is_bias(const std::string& tensor_name);
 
-// "[30522, 384]"
-std::string shape_text(const std::vector<int64_t>& shape);
-
 // Checks that `tensor`, selected by `rule` as `type`, can be quantized: a float dtype and a
 // quantizable type whose rank fits. Throws InputError(file, ...) naming tensor and value.
 void check_quantizable(const std::string& file, const TensorDesc& tensor, ModuleType type,

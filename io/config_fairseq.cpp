@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <optional>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "io/config_detail.h"
 
 namespace pgkm::io::detail {

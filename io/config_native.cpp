@@ -2,7 +2,7 @@
 // full match on a tensor name decides (docs/CONFIG.md).
 #include <algorithm>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "io/config_detail.h"
 
 namespace pgkm::io::detail {

@@ -1,8 +1,5 @@
 #include "io/hdf5_util.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -11,7 +8,7 @@
 #include <limits>
 #include <memory>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm::io {
 namespace {
@@ -79,15 +76,6 @@ H5Datatype make_string_type(const H5Site& site, size_t size) {
   site.check_ok(H5Tset_size(type.get(), size), "H5Tset_size", "string type");
   site.check_ok(H5Tset_cset(type.get(), H5T_CSET_UTF8), "H5Tset_cset", "string type");
   return type;
-}
-
-void fsync_path(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags);
-  if (fd < 0) throw SystemError(str_cat("open ", path, ": ", std::strerror(errno)));
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) throw SystemError(str_cat("fsync ", path, ": ", std::strerror(err)));
 }
 
 // A contiguous dataset must store exactly n_elements * type_size bytes: this catches
@@ -368,19 +356,6 @@ void read_dataset(const H5Site& site, const DatasetInfo& info, hid_t mem_type, v
   if (info.n_elements == 0) return;
   site.check_ok(H5Dread(info.dataset.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out),
                 "H5Dread", what);
-}
-
-void durable_rename(const std::string& tmp_path, const std::string& final_path) {
-  fsync_path(tmp_path, O_RDONLY);
-  if (std::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
-    throw SystemError(str_cat("rename ", tmp_path, " -> ", final_path, ": ", std::strerror(errno)));
-  }
-  const std::filesystem::path dir = std::filesystem::path(final_path).parent_path();
-  fsync_directory(dir.empty() ? "." : dir.string());
-}
-
-void fsync_directory(const std::string& dir) {
-  fsync_path(dir, O_RDONLY | O_DIRECTORY);
 }
 
 }  // namespace pgkm::io

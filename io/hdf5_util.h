@@ -106,10 +106,4 @@ DatasetInfo open_dataset(const H5Site& site, hid_t parent, const std::string& na
 void read_dataset(const H5Site& site, const DatasetInfo& info, hid_t mem_type, void* out,
                   const std::string& what);
 
-// fsyncs `tmp_path`, renames it to `final_path` and fsyncs the directory, so the
-// final name appears atomically and survives a crash. Throws SystemError.
-void durable_rename(const std::string& tmp_path, const std::string& final_path);
-// fsyncs a directory, making the entries created in it durable. Throws SystemError.
-void fsync_directory(const std::string& dir);
-
 }  // namespace pgkm::io

@@ -3,7 +3,7 @@
 #include <bit>
 #include <cstring>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm::io {
 namespace {

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <utility>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm::io {
 namespace {

@@ -1,10 +1,8 @@
 #include "io/report.h"
 
-#include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "engine/errors.h"
+#include "core/atomic_file.h"
 
 namespace pgkm::io {
 namespace {
@@ -50,20 +48,9 @@ void write_report(const std::string& path, const std::string& model, const std::
                    {"compressed_mib", totals.compressed_mib},
                    {"ratio", totals.ratio()},
                    {"seconds", or_null(totals.seconds)}};
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << doc.dump(2) << '\n';
-    out.close();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw SystemError(str_cat(path, ": cannot write the report"));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw SystemError(str_cat(path, ": cannot move the report into place"));
-  }
+  AtomicFile out(path);
+  out.write(doc.dump(2) + "\n");
+  out.commit();
 }
 
 }  // namespace pgkm::io

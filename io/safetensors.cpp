@@ -13,7 +13,9 @@
 #include <string_view>
 #include <utility>
 
-#include "engine/errors.h"
+#include "core/atomic_file.h"
+#include "core/errors.h"
+#include "core/text.h"
 
 namespace pgkm::io {
 namespace {
@@ -42,13 +44,6 @@ std::string show(const Json& v) {
   std::string s = v.dump(-1, ' ', false, Json::error_handler_t::replace);
   if (s.size() > kMaxValueChars) s = s.substr(0, kMaxValueChars) + "...";
   return s;
-}
-
-std::string show_dims(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
 }
 
 [[noreturn]] void tensor_error(const std::string& file, const std::string& tensor,
@@ -98,15 +93,15 @@ uint64_t tensor_nbytes(const std::string& file, const std::string& tensor, const
                        const std::vector<int64_t>& shape) {
   const size_t esize = safetensors_dtype_size(dtype);
   if (esize == 0) tensor_error(file, tensor, str_cat("unknown dtype '", dtype, "'"));
-  if (shape.size() > kMaxDims)
+  if (shape.size() > kMaxBlockSizes)
     tensor_error(file, tensor,
-                 str_cat("shape ", show_dims(shape), " has ", shape.size(),
-                         " dimensions, more than ", kMaxDims));
+                 str_cat("shape ", shape_text(shape), " has ", shape.size(),
+                         " dimensions, more than ", kMaxBlockSizes));
   bool empty = false;
   for (int64_t d : shape) {
     if (d < 0)
       tensor_error(file, tensor,
-                   str_cat("shape ", show_dims(shape), " has negative dimension ", d));
+                   str_cat("shape ", shape_text(shape), " has negative dimension ", d));
     empty = empty || d == 0;
   }
   if (empty) return 0;
@@ -115,20 +110,22 @@ uint64_t tensor_nbytes(const std::string& file, const std::string& tensor, const
   for (int64_t d : shape) {
     if (numel > kMaxNumel / static_cast<uint64_t>(d))
       tensor_error(file, tensor,
-                   str_cat("shape ", show_dims(shape), " element count overflows 64 bits"));
+                   str_cat("shape ", shape_text(shape), " element count overflows 64 bits"));
     numel *= static_cast<uint64_t>(d);
   }
   if (numel > std::numeric_limits<uint64_t>::max() / esize)
-    tensor_error(file, tensor,
-                 str_cat("shape ", show_dims(shape), " of ", dtype, " needs more than 2^64 bytes"));
+    tensor_error(
+        file, tensor,
+        str_cat("shape ", shape_text(shape), " of ", dtype, " needs more than 2^64 bytes"));
   return numel * esize;
 }
 
 std::vector<int64_t> parse_shape(const std::string& file, const std::string& tensor,
                                  const Json& v) {
-  if (!v.is_array() || v.size() > kMaxDims)
-    tensor_error(file, tensor,
-                 str_cat("shape ", show(v), " is not an array of at most ", kMaxDims, " integers"));
+  if (!v.is_array() || v.size() > kMaxBlockSizes)
+    tensor_error(
+        file, tensor,
+        str_cat("shape ", show(v), " is not an array of at most ", kMaxBlockSizes, " integers"));
   std::vector<int64_t> shape;
   for (const Json& d : v) {
     const bool fits =
@@ -184,7 +181,7 @@ TensorInfo parse_entry(const std::string& file, const std::string& name, const J
   if (t.data_end - t.data_begin != nbytes)
     tensor_error(file, name,
                  str_cat(where, " hold ", t.data_end - t.data_begin, " bytes but shape ",
-                         show_dims(t.shape), " of ", t.dtype, " needs ", nbytes));
+                         shape_text(t.shape), " of ", t.dtype, " needs ", nbytes));
   return t;
 }
 
@@ -420,62 +417,6 @@ std::vector<std::string> SafetensorsModel::files() const {
   return out;
 }
 
-namespace {
-
-// The file being written, removed again by the destructor unless commit() renamed it.
-class TempFile {
- public:
-  explicit TempFile(std::string path) : path_(std::move(path)) {
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail("open");
-  }
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-
-  void write(std::span<const std::byte> data) {
-    while (!data.empty()) {
-      const ssize_t n = ::write(fd_, data.data(), data.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) fail("write");
-      data = data.subspan(static_cast<size_t>(n));
-    }
-  }
-
-  // Makes the content durable, then atomically replaces `final_path` with it.
-  void commit(const std::string& final_path) {
-    if (::fsync(fd_) != 0) fail("fsync");
-    const int fd = std::exchange(fd_, -1);
-    if (::close(fd) != 0) fail("close");
-    if (::rename(path_.c_str(), final_path.c_str()) != 0) fail("rename");
-    committed_ = true;
-    // The rename itself is durable only once the directory is synced.
-    const std::string dir = fs::path(final_path).parent_path().string();
-    const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    const bool synced = dfd >= 0 && ::fsync(dfd) == 0;
-    const int err = errno;
-    if (dfd >= 0) ::close(dfd);
-    if (!synced) {
-      ::unlink(final_path.c_str());
-      throw SystemError(str_cat(dir, ": fsync of directory failed: ", std::strerror(err)));
-    }
-  }
-
- private:
-  [[noreturn]] void fail(const char* call) const {
-    throw SystemError(str_cat(path_, ": ", call, " failed: ", std::strerror(errno)));
-  }
-
-  std::string path_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
-
-}  // namespace
-
 void write_safetensors(const std::string& path, const std::vector<OutTensor>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   std::vector<const OutTensor*> order;
@@ -494,7 +435,7 @@ void write_safetensors(const std::string& path, const std::vector<OutTensor>& te
     const uint64_t nbytes = tensor_nbytes(path, t.name, t.dtype, t.shape);
     if (t.data.size() != nbytes)
       tensor_error(path, t.name,
-                   str_cat("data holds ", t.data.size(), " bytes but shape ", show_dims(t.shape),
+                   str_cat("data holds ", t.data.size(), " bytes but shape ", shape_text(t.shape),
                            " of ", t.dtype, " needs ", nbytes));
     header[t.name] = {
         {"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + nbytes}}};
@@ -513,12 +454,12 @@ void write_safetensors(const std::string& path, const std::vector<OutTensor>& te
   for (size_t i = 0; i < kLengthField; ++i)
     length[i] = std::byte((text.size() >> (8 * i)) & 0xff);
 
-  TempFile out(path + ".tmp");
+  AtomicFile out(path);
   out.write(length);
-  out.write(std::as_bytes(std::span<const char>(text)));
+  out.write(text);
   for (const OutTensor* t : order)
     out.write(t->data);
-  out.commit(path);
+  out.commit();
 }
 
 }  // namespace pgkm::io

@@ -25,7 +25,7 @@ namespace pgkm::io {
 // Largest header accepted, as in the reference implementation: bounds the JSON parse.
 inline constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 // Most dimensions a tensor may have.
-inline constexpr size_t kMaxDims = 8;
+inline constexpr size_t kMaxBlockSizes = 8;
 
 // Size in bytes of one element of a safetensors dtype ("F32" -> 4), or 0 when the name
 // is not one of F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL F8_E4M3 F8_E5M2 U16 U32 U64.

@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 
+#include "core/limits.h"
 #include "kernels/fixed_point.h"
 
 namespace pgkm {
@@ -21,11 +22,8 @@ class ResidentPoints {
  public:
   virtual ~ResidentPoints() = default;
   virtual int64_t size() const = 0;  // number of points n
-  virtual int dim() const = 0;       // block size b, 1..kMaxDim
+  virtual int dim() const = 0;       // block size b, 1..kMaxBlockSize
 };
-
-// Largest supported block size b.
-inline constexpr int kMaxDim = 32;
 
 class Backend {
  public:

@@ -1,6 +1,6 @@
 // Built when CMake found no CUDA toolkit: asking for the CUDA backend is a clear error
 // (CONVENTIONS.md #2), never a silent fallback.
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "kernels/backend.h"
 
 namespace pgkm {

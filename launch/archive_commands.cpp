@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "engine/layout.h"
 #include "engine/size_plan.h"
 #include "io/archive.h"

@@ -6,22 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "core/text.h"
 #include "io/report.h"
 
 namespace pgkm {
-
-inline std::string fixed(double v, int decimals) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
-}
-
-inline std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
 
 inline int digits(size_t n) {
   return static_cast<int>(std::to_string(n).size());

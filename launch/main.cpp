@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <exception>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "launch/commands.h"
 #include "launch/world.h"
 

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <utility>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm {
 namespace {

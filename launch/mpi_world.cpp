@@ -2,7 +2,7 @@
 // finished layers from the other ranks to rank 0.
 #include <vector>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "launch/mpi_communicator.h"
 #include "launch/world.h"
 

@@ -8,28 +8,11 @@
 #include <exception>
 #include <thread>
 
-#include "engine/errors.h"
+#include "core/errors.h"
+#include "core/gpu_check.h"
 #include "launch/mpi_communicator.h"
 
 namespace pgkm {
-namespace {
-
-void check_cuda(cudaError_t rc, const char* call) {
-  if (rc == cudaSuccess) return;
-  throw SystemError(str_cat(call, " failed: ", cudaGetErrorString(rc), " (code ", int(rc), ")"));
-}
-
-void check_nccl(ncclResult_t rc, const char* call) {
-  if (rc == ncclSuccess) return;
-  throw SystemError(str_cat(call, " failed: ", ncclGetErrorString(rc), " (code ", int(rc), ")"));
-}
-
-// Evaluates a CUDA / NCCL call and throws SystemError with the call's text if it fails.
-#define PGKM_CUDA_TRY(call) check_cuda((call), #call)
-#define PGKM_NCCL_TRY(call) check_nccl((call), #call)
-
-}  // namespace
-
 struct NcclCommunicator::Impl {
   int device = 0;
   cudaStream_t stream = nullptr;
@@ -77,7 +60,7 @@ struct NcclCommunicator::Impl {
     for (;;) {
       const cudaError_t query = cudaStreamQuery(stream);
       if (query == cudaSuccess) return;
-      if (query != cudaErrorNotReady) check_cuda(query, "cudaStreamQuery");
+      if (query != cudaErrorNotReady) throw_if_cuda_error(query, "cudaStreamQuery");
       ncclResult_t state = ncclSuccess;
       PGKM_NCCL_TRY(ncclCommGetAsyncError(comm, &state));
       if (state != ncclSuccess && state != ncclInProgress) {

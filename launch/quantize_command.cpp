@@ -11,7 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "engine/errors.h"
+#include "core/atomic_file.h"
+#include "core/errors.h"
 #include "engine/quantize_layer.h"
 #include "engine/size_plan.h"
 #include "io/archive.h"
@@ -430,6 +431,8 @@ void run_quantize(const QuantizeOptions& o, World& world) {
   auto backend = make_backend(o, world, threads);
   io::LayerCheckpoints checkpoints(o.out);
   if (root && !o.resume) checkpoints.remove_all();
+  // A killed run's temporary archive (the checkpoints hold what it finished).
+  if (root) remove_stale_temporaries(o.out);
   world.everyone().barrier();  // nobody reads stale checkpoints root is removing
   double total_cost = 0;
   for (const PlannedLayer& l : layers)

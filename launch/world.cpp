@@ -2,7 +2,7 @@
 
 #include <cstdlib>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm {
 

@@ -1,5 +1,6 @@
 # Fails when any C++/CUDA source under the project's folders is not clang-formatted.
 file(GLOB_RECURSE sources
+  ${SOURCE_DIR}/core/*.h ${SOURCE_DIR}/core/*.cpp
   ${SOURCE_DIR}/engine/*.h ${SOURCE_DIR}/engine/*.cpp
   ${SOURCE_DIR}/kernels/*.h ${SOURCE_DIR}/kernels/*.cpp ${SOURCE_DIR}/kernels/*.cu ${SOURCE_DIR}/kernels/*.cuh
   ${SOURCE_DIR}/io/*.h ${SOURCE_DIR}/io/*.cpp

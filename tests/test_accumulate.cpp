@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "kernels/backend.h"
 #include "kernels/fixed_point.h"
 

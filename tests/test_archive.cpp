@@ -11,11 +11,12 @@
 #include <functional>
 #include <random>
 
+#include "core/errors.h"
 #include "engine/dtype.h"
-#include "engine/errors.h"
 #include "io/archive.h"
 #include "io/archive_schema.h"
 #include "io/hdf5_util.h"
+#include "tests/temp_files.h"
 
 namespace pgkm::io {
 namespace {
@@ -231,9 +232,9 @@ TEST_F(Archive, UnfinalizedWriterLeavesNoFileAndKeepsTheOldArchive) {
   {
     ArchiveWriter writer(path_, make_header());
     writer.write_layer(make_layer("fc.weight", {8, 8}, 4, 4, true));
-    EXPECT_TRUE(fs::exists(path_ + ".tmp"));
+    EXPECT_TRUE(testing::has_temporary_next_to(path_));
   }
-  EXPECT_FALSE(fs::exists(path_ + ".tmp"));
+  EXPECT_FALSE(testing::has_temporary_next_to(path_));
   std::ifstream in(path_);
   std::string content;
   std::getline(in, content);
@@ -247,7 +248,7 @@ TEST_F(Archive, FinalFileAppearsOnlyOnFinalize) {
   EXPECT_FALSE(fs::exists(path_));
   writer.finalize();
   EXPECT_TRUE(fs::exists(path_));
-  EXPECT_FALSE(fs::exists(path_ + ".tmp"));
+  EXPECT_FALSE(testing::has_temporary_next_to(path_));
   EXPECT_EQ(ArchiveReader::open(path_).layer_names(), std::vector<std::string>{"fc.weight"});
 }
 
@@ -271,7 +272,7 @@ TEST_F(Archive, CheckpointsSaveAndLoadMatching) {
   EXPECT_FALSE(parts.load_matching(layer.name, layer.source_digest, "settings-1").has_value());
   parts.save(layer);
   EXPECT_TRUE(fs::exists(parts.dir() + "/enc%2Ffc1.weight.h5"));
-  EXPECT_FALSE(fs::exists(parts.dir() + "/enc%2Ffc1.weight.h5.tmp"));
+  EXPECT_FALSE(testing::has_temporary_next_to(parts.dir() + "/enc%2Ffc1.weight.h5"));
   const auto loaded = parts.load_matching(layer.name, layer.source_digest, "settings-1");
   ASSERT_TRUE(loaded.has_value());
   expect_same_layer(*loaded, layer);

@@ -14,7 +14,7 @@
 #include <tuple>
 #include <vector>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "kernels/backend.h"
 
 namespace pgkm {

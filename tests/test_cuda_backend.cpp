@@ -3,7 +3,7 @@
 // a visible GPU.
 #include <gtest/gtest.h>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "engine/kmeans.h"
 #include "tests/test_data.h"
 

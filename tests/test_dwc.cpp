@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm {
 namespace {

@@ -5,7 +5,7 @@
 #include <functional>
 #include <limits>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "engine/quantize_layer.h"
 
 namespace pgkm {

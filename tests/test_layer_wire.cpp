@@ -5,7 +5,7 @@
 #include <cstring>
 #include <limits>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "io/layer_wire.h"
 
 namespace pgkm::io {

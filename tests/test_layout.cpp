@@ -7,7 +7,7 @@
 #include <limits>
 #include <numeric>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "engine/layout.h"
 
 namespace pgkm {

@@ -10,7 +10,7 @@
 #include <random>
 #include <vector>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 
 namespace pgkm {
 namespace {

@@ -9,9 +9,10 @@
 #include <optional>
 #include <set>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "io/digest.h"
 #include "io/safetensors.h"
+#include "tests/temp_files.h"
 
 namespace pgkm::io {
 namespace {
@@ -101,7 +102,7 @@ TEST_F(Safetensors, RoundTripKeepsDtypesShapesBytesAndMetadata) {
                      {"scalar", "F32", {}, as_bytes_of(f32).first(4)},
                      {"empty", "F32", {0, 4}, {}}},
                     {{"format", "pt"}});
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_FALSE(testing::has_temporary_next_to(path));
 
   const SafetensorsFile file = SafetensorsFile::open(path);
   std::vector<std::string> names;
@@ -159,7 +160,7 @@ TEST_F(Safetensors, FailedWriteLeavesNothingBehind) {
       },
       path, "unknown dtype 'F12'");
   EXPECT_FALSE(fs::exists(path));
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  EXPECT_FALSE(testing::has_temporary_next_to(path));
   const std::string unwritable = (dir_ / "no_such_dir" / "x.safetensors").string();
   EXPECT_THROW(write_safetensors(unwritable, {{"w", "F32", {5}, as_bytes_of(data)}}, {}),
                SystemError);

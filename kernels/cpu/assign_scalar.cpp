@@ -42,7 +42,7 @@ float squared_distance(const float* x, const float* c, int dim) {
 
 void assign_tiles_scalar(const CentroidSet& centroids, const TileRange& range) {
   const int dim = centroids.dim;
-  float x[kMaxDim];
+  float x[kMaxBlockSize];
   for (int64_t t = range.first; t < range.last; ++t) {
     const float* tile = range.tiles + t * dim * kTileWidth;
     for (int lane = 0; lane < kTileWidth; ++lane) {

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/assign_kernels.h"
 #include "kernels/cpu/cpu_features.h"
@@ -135,8 +135,8 @@ class CpuBackend final : public Backend {
 
 std::unique_ptr<ResidentPoints> CpuBackend::upload(std::span<const float> points,
                                                    std::span<const uint32_t> weights, int dim) {
-  PGKM_EXPECTS(dim >= 1 && dim <= kMaxDim, kContext, "block size ", dim, " is outside 1..",
-               kMaxDim);
+  PGKM_EXPECTS(dim >= 1 && dim <= kMaxBlockSize, kContext, "block size ", dim, " is outside 1..",
+               kMaxBlockSize);
   PGKM_EXPECTS(points.size() == weights.size() * dim, kContext, points.size(),
                " point values do not match ", weights.size(), " weights of dim ", dim);
   for (size_t i = 0; i < points.size(); ++i) {

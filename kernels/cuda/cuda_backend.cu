@@ -17,19 +17,12 @@
 #include <string>
 #include <vector>
 
-#include "engine/errors.h"
+#include "core/errors.h"
+#include "core/gpu_check.h"
 #include "kernels/backend.h"
 
 namespace pgkm {
 namespace {
-
-#define PGKM_CUDA_TRY(call)                                                        \
-  do {                                                                             \
-    const cudaError_t status_ = (call);                                            \
-    if (status_ != cudaSuccess) {                                                  \
-      throw SystemError(str_cat(#call, " failed: ", cudaGetErrorString(status_))); \
-    }                                                                              \
-  } while (0)
 
 // Owns n elements of device memory; grows, never shrinks.
 template <typename T>
@@ -123,7 +116,7 @@ __global__ void assign_accumulate_kernel(const float* __restrict__ x,
   float* tile_h = shared + kTile * d_end;  // [kTile]
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   const bool active = i < n;
-  float xv[kDim > 0 ? kDim : kMaxDim];
+  float xv[kDim > 0 ? kDim : kMaxBlockSize];
   if (active) {
     for (int d = 0; d < d_end; ++d)
       xv[d] = x[i * d_end + d];
@@ -168,7 +161,7 @@ __global__ void accumulate_kernel(const float* __restrict__ x, const uint32_t* _
                                   unsigned long long* counts) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
-  float xv[kMaxDim];
+  float xv[kMaxBlockSize];
   for (int d = 0; d < dim; ++d)
     xv[d] = x[i * dim + d];
   add_point<0>(xv, dim, codes[i], w[i], scale, sums, counts);
@@ -187,7 +180,8 @@ class CudaBackend final : public Backend {
 
   std::unique_ptr<ResidentPoints> upload(std::span<const float> points,
                                          std::span<const uint32_t> weights, int dim) override {
-    PGKM_EXPECTS(dim >= 1 && dim <= kMaxDim, "cuda backend", "dim ", dim, " outside 1..", kMaxDim);
+    PGKM_EXPECTS(dim >= 1 && dim <= kMaxBlockSize, "cuda backend", "dim ", dim, " outside 1..",
+                 kMaxBlockSize);
     PGKM_EXPECTS(points.size() == weights.size() * static_cast<size_t>(dim), "cuda backend",
                  points.size(), " values for ", weights.size(), " points of dim ", dim);
     PGKM_CUDA_TRY(cudaSetDevice(device_));

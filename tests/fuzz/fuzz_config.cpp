@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "io/config.h"
 
 namespace {

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <span>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "io/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -11,7 +11,7 @@
 #include <optional>
 #include <thread>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "launch/mpi_communicator.h"
 #include "tests/mpi/mpi_test_main.h"
 

@@ -10,7 +10,7 @@
 #include <optional>
 #include <vector>
 
-#include "engine/errors.h"
+#include "core/errors.h"
 #include "launch/mpi_communicator.h"
 #include "launch/nccl_communicator.h"
 #include "tests/mpi/mpi_test_main.h"
