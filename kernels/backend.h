@@ -1,4 +1,4 @@
-// The backend seam (ARCHITECTURE.md, "The two seams").
+// The backend seam (docs/ARCHITECTURE.md, "The two seams").
 //
 // The k-means driver in engine/ is written once against this interface; the CPU
 // backend (kernels/cpu) and the CUDA backend (kernels/cuda) implement it. Nothing
@@ -67,6 +67,14 @@ class Backend {
     accumulate(points, codes, fp, sums, counts);
   }
 };
+
+// The one check of points entering the engine or a backend (run_kmeans, every
+// Backend::upload): dim in 1..kMaxBlockSize, whole vectors, every value finite with
+// |x| <= 1e18 (so fixed-point sums cannot overflow), and, when `weights` is not empty,
+// one weight >= 1 per vector. Throws InputError(context, ...) naming the vector and
+// coordinate. points: [n, dim] row-major; weights: [n] or empty.
+void check_points(std::span<const float> points, std::span<const uint32_t> weights, int dim,
+                  const std::string& context);
 
 struct CpuBackendOptions {
   // Worker threads; 0 means all hardware threads.

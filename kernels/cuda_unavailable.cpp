@@ -1,5 +1,5 @@
 // Built when CMake found no CUDA toolkit: asking for the CUDA backend is a clear error
-// (CONVENTIONS.md #2), never a silent fallback.
+// (docs/CONVENTIONS.md #2), never a silent fallback.
 #include "core/errors.h"
 #include "kernels/backend.h"
 

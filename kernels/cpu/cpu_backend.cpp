@@ -135,16 +135,9 @@ class CpuBackend final : public Backend {
 
 std::unique_ptr<ResidentPoints> CpuBackend::upload(std::span<const float> points,
                                                    std::span<const uint32_t> weights, int dim) {
-  PGKM_EXPECTS(dim >= 1 && dim <= kMaxBlockSize, kContext, "block size ", dim, " is outside 1..",
-               kMaxBlockSize);
-  PGKM_EXPECTS(points.size() == weights.size() * dim, kContext, points.size(),
+  check_points(points, weights, dim, kContext);
+  PGKM_EXPECTS(points.size() == weights.size() * static_cast<size_t>(dim), kContext, points.size(),
                " point values do not match ", weights.size(), " weights of dim ", dim);
-  for (size_t i = 0; i < points.size(); ++i) {
-    PGKM_EXPECTS(std::isfinite(points[i]), kContext, "point value ", i, " is ", points[i]);
-  }
-  for (size_t p = 0; p < weights.size(); ++p) {
-    PGKM_EXPECTS(weights[p] >= 1, kContext, "weight of point ", p, " is 0");
-  }
   return std::make_unique<CpuResidentPoints>(points, weights, dim);
 }
 
