@@ -296,6 +296,20 @@ class CudaVsCpu : public ::testing::Test {
   std::unique_ptr<Backend> cpu_;
 };
 
+// Small enough for compute-sanitizer (bench/gpu/check.sh): one and several splits, both
+// accumulation paths, an empty shard.
+TEST_F(CudaVsCpu, SmallCases) {
+  for (int dim : {4, 8, 17}) {
+    for (int64_t k : {4, 600}) {
+      const auto x = testdata::normal(2000, dim, 1.f, static_cast<uint32_t>(dim));
+      const auto c = testdata::normal(k, dim, 1.f, static_cast<uint32_t>(k));
+      expect_same(x, weights_1_to_3(2000), dim, c,
+                  "dim " + std::to_string(dim) + " k " + std::to_string(k));
+    }
+  }
+  expect_same({}, {}, 8, testdata::normal(5, 8, 1.f, 3), "n = 0");
+}
+
 TEST_F(CudaVsCpu, EveryBlockSizeMatchesBitForBit) {
   for (int dim = 1; dim <= 32; ++dim) {
     for (int64_t k : {1, 7, 129, 3072}) {

@@ -168,7 +168,7 @@ __global__ void __launch_bounds__(kAssignThreads, 2)
     best_group[p] = static_cast<uint32_t>(c_begin);
   }
 
-  load_tile<B>(padded, half_norms, c_begin, tile_c[0], tile_h[0]);
+  if (tiles > 0) load_tile<B>(padded, half_norms, c_begin, tile_c[0], tile_h[0]);
   __pipeline_commit();
   for (int t = 0; t < tiles; ++t) {
     // Buffer (t + 1) & 1 was last read in iteration t - 1, which ended on a barrier.

@@ -124,9 +124,14 @@ class CudaDeviceEngine final : public DeviceEngine {
     if (with_dist) dist_.reserve(un, *stream_);
     if (fp != nullptr) clear_sums(k_, dim_);
     if (n == 0) return;
-    AssignArgs args{
-        p.x(),         n,           padded_.data(), half_norms_.data(), static_cast<uint32_t>(k_),
-        plan(n, dim_), keys_.data()};
+    AssignArgs args;
+    args.x = p.x();
+    args.n = n;
+    args.padded = padded_.data();
+    args.half_norms = half_norms_.data();
+    args.k = static_cast<uint32_t>(k_);
+    args.plan = plan(n, dim_);
+    args.keys = keys_.data();
     PGKM_ASSERT(args.plan.padded_k == padded_k_);
     if (args.plan.splits > 1) {
       PGKM_CUDA_TRY(
