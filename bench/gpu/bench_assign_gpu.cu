@@ -2,7 +2,7 @@
 // on the same GPU, for the paper's three RoBERTa shapes and a large layer; and, per
 // shape, the codes of a sample of points against the CPU backend (bit for bit).
 //
-//   bench_assign_gpu [--reps R]
+//   bench_assign_gpu [--reps R] [--shape I]
 //
 // A pass is CudaBackend::assign_resident (codes only) on resident points and centroids,
 // timed with CUDA events on the backend's stream; "fused" adds the fixed-point sums.
@@ -134,8 +134,10 @@ int64_t sample_mismatches(const std::vector<float>& x, const std::vector<float>&
 
 int main(int argc, char** argv) {
   int reps = 3;
+  int only = -1;  // --shape I: that shape alone (for a profiler)
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--reps") == 0) reps = std::max(1, std::atoi(argv[i + 1]));
+    if (std::strcmp(argv[i], "--shape") == 0) only = std::atoi(argv[i + 1]);
   }
   try {
     const double peak = measure_fma_peak();
@@ -147,9 +149,12 @@ int main(int argc, char** argv) {
                             {"roberta linear b=8", 294912, 8, 3072},
                             {"roberta embedding b=16", 2412720, 16, 768},
                             {"large layer b=8", 5600000, 8, 65536}};
-    std::printf("%-24s %9s %3s %6s %6s %10s %9s %9s %10s %9s %s\n", "shape", "n", "b", "K",
-                "splits", "ms/pass", "TFMA/s", "of peak", "fused ms", "of peak", "sample");
-    for (const Shape& s : shapes) {
+    std::printf("%-24s %9s %3s %6s %6s %6s %10s %9s %9s %10s %9s %s\n", "shape", "n", "b", "K",
+                "blk/SM", "splits", "ms/pass", "TFMA/s", "of peak", "fused ms", "of peak",
+                "sample");
+    for (int index = 0; index < 4; ++index) {
+      const Shape& s = shapes[index];
+      if (only >= 0 && index != only) continue;
       const auto x = normal(s.n * s.b, 0.02f, 1);
       const auto c = normal(s.k * s.b, 0.02f, 2);
       const std::vector<uint32_t> w(static_cast<size_t>(s.n), 1);
@@ -165,16 +170,15 @@ int main(int argc, char** argv) {
       gpu->download(out);
       const int64_t sample = std::min<int64_t>(s.n, 4096);
       const int64_t bad = sample_mismatches(x, c, s.b, codes, sample);
-      const int per_sm = pgkm::cuda::assign_blocks_per_sm(s.b);
-      const auto plan = pgkm::cuda::plan_assign(
-          s.n, s.k, s.b, static_cast<int64_t>(prop.multiProcessorCount) * per_sm);
+      const auto plan = pgkm::cuda::plan_assign(s.n, s.k, s.b, prop.multiProcessorCount);
       const double fmas = static_cast<double>(s.n) * static_cast<double>(s.k) * s.b;
       const double rate = fmas / (ms * 1e-3);
       const double fused_rate = fmas / (fused_ms * 1e-3);
-      std::printf("%-24s %9lld %3d %6lld %6d %10.3f %9.2f %9.3f %10.3f %9.3f %lld/%lld %s\n",
+      std::printf("%-24s %9lld %3d %6lld %6d %6d %10.3f %9.2f %9.3f %10.3f %9.3f %lld/%lld %s\n",
                   s.name, static_cast<long long>(s.n), s.b, static_cast<long long>(s.k),
-                  plan.splits, ms, rate / 1e12, rate / peak, fused_ms, fused_rate / peak,
-                  static_cast<long long>(sample - bad), static_cast<long long>(sample),
+                  pgkm::cuda::assign_blocks_per_sm(s.b), plan.splits, ms, rate / 1e12, rate / peak,
+                  fused_ms, fused_rate / peak, static_cast<long long>(sample - bad),
+                  static_cast<long long>(sample),
                   bad == 0 ? "codes equal the CPU's" : "CODES DIFFER FROM THE CPU'S");
       if (bad != 0) return 1;
     }

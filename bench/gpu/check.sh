@@ -11,7 +11,8 @@
 #   2. the build, then the assignment kernel's registers and SASS issue bound
 #   3. the CUDA-vs-CPU tests (tests/test_cuda_backend.cpp), bit for bit
 #   4. compute-sanitizer memcheck, racecheck and synccheck on CudaVsCpu.SmallCases
-#   5. the assignment benchmark as a fraction of the measured FP32 peak
+#   5. the assignment benchmark as a fraction of the measured FP32 peak, then Nsight
+#      Compute's view of one pass (stall reasons, pipe use; informational)
 #   6. END-TO-END (only where the full pgkm builds: it needs HDF5 and nlohmann_json):
 #      a 2-layer synthetic RoBERTa quantized with --device cpu and --device cuda, the
 #      reconstructions compared byte for byte. Skipped, and said so, elsewhere.
@@ -78,6 +79,17 @@ fi
 
 step "5. assignment benchmark"
 timeout 180 "$build/bench_assign_gpu" --reps 3 || fail benchmark
+
+step "5b. Nsight Compute on one assignment pass of the b=8 shape (for reading, not judged)"
+ncu_bin=$(command -v ncu || true)
+if [ -n "$ncu_bin" ]; then
+  timeout 150 "$ncu_bin" --clock-control none --kernel-name regex:assign_kernel --launch-skip 1 \
+    --launch-count 1 --section SpeedOfLight --section ComputeWorkloadAnalysis \
+    --section WarpStateStats --section Occupancy "$build/bench_assign_gpu" --shape 1 --reps 1 ||
+    echo "ncu did not finish (not counted as a failure)"
+else
+  echo "ncu not found"
+fi
 
 step "6. END-TO-END RoBERTa: --device cpu against --device cuda (needs the full pgkm)"
 full=${PGKM_FULL_BUILD:-/tmp/pgkm-full-build}

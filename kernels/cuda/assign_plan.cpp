@@ -13,6 +13,9 @@ constexpr int64_t kMaxSplits = 64;
 // A block's fixed cost (loading its points, re-scoring the winning group, the merge) in
 // units of centroids scored, for the wave model below.
 constexpr int64_t kBlockOverheadCentroids = 96;
+// One block of 8 warps per SM does not hide the shared-memory latency: count at least
+// this many blocks per SM when comparing plans.
+constexpr int64_t kMinBlocksPerSm = 2;
 
 int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
@@ -25,14 +28,14 @@ int64_t padded_centroids(int64_t k, int b) {
   return ceil_div(k, tile) * tile;
 }
 
-AssignPlan plan_assign(int64_t n, int64_t k, int b, int64_t resident_blocks) {
-  PGKM_ASSERT(n >= 1 && k >= 1 && b >= 1 && b <= 32 && resident_blocks >= 1);
+AssignPlan plan_assign(int64_t n, int64_t k, int b, int64_t sms) {
+  PGKM_ASSERT(n >= 1 && k >= 1 && b >= 1 && b <= 32 && sms >= 1);
   AssignPlan plan;
   const int64_t tile = tile_centroids(b);
   plan.padded_k = padded_centroids(k, b);
   plan.point_blocks = ceil_div(n, points_per_block(b));
   const int64_t tiles = plan.padded_k / tile;
-  // Useful work over the capacity the waves occupy, for each candidate split; fewer
+  // Useful work over the time the busiest SM needs, for each candidate split; fewer
   // splits win unless more are clearly (2 %) better.
   double best = -1.0;
   for (int64_t s = 1; s <= std::min(tiles, kMaxSplits); ++s) {
@@ -40,8 +43,8 @@ AssignPlan plan_assign(int64_t n, int64_t k, int b, int64_t resident_blocks) {
     const int64_t splits = ceil_div(tiles, tiles_per_split);
     if (splits != s) continue;  // the same cut as a smaller s
     const int64_t blocks = plan.point_blocks * splits;
-    const int64_t waves = ceil_div(blocks, resident_blocks);
-    const double capacity = static_cast<double>(waves) * static_cast<double>(resident_blocks) *
+    const int64_t waves = std::max<int64_t>(ceil_div(blocks, sms), kMinBlocksPerSm);
+    const double capacity = static_cast<double>(waves) * static_cast<double>(sms) *
                             static_cast<double>(tiles_per_split * tile + kBlockOverheadCentroids);
     const double work = static_cast<double>(plan.point_blocks) * static_cast<double>(plan.padded_k);
     const double efficiency = work / capacity;

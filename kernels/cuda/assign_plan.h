@@ -68,11 +68,13 @@ struct AssignPlan {
   int64_t padded_k = 0;         // k rounded up to whole tiles (padding never wins)
 };
 
-// Picks the number of splits of the centroids so that the blocks fill the GPU in whole
-// waves: `resident_blocks` is how many blocks run at once (SMs x blocks per SM). With
-// enough point blocks there is one split (no merge atomics). Needs n >= 1, k >= 1,
-// b in 1..32 and resident_blocks >= 1.
-AssignPlan plan_assign(int64_t n, int64_t k, int b, int64_t resident_blocks);
+// Picks the number of splits of the centroids so that the `sms` multiprocessors get
+// equal work. The kernel is issue-bound, so an SM with two resident blocks runs at its
+// full rate and the finish time follows the blocks each SM is handed: the plan
+// minimises ceil(blocks / sms) x (a block's work + its fixed cost), counting at least
+// two blocks per SM. With enough point blocks there is one split (no merge atomics).
+// Needs n >= 1, k >= 1, b in 1..32 and sms >= 1.
+AssignPlan plan_assign(int64_t n, int64_t k, int b, int64_t sms);
 
 // k rounded up to whole tiles of tile_centroids(b).
 int64_t padded_centroids(int64_t k, int b);

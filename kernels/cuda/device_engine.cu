@@ -212,7 +212,7 @@ class CudaDeviceEngine final : public DeviceEngine {
     if (per_sm == 0) {
       throw SystemError(str_cat("the assignment kernel for dim ", dim, " cannot run on ", name_));
     }
-    return plan_assign(n, k_, dim, static_cast<int64_t>(sms_) * per_sm);
+    return plan_assign(n, k_, dim, sms_);
   }
 
   int device_;
