@@ -57,8 +57,11 @@ fi
 cuobjdump=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)
 lib=$(find "$build" -name libpgkm_kernels.a | head -1)
 if [ -x "$cuobjdump" ] && [ -n "$lib" ]; then
-  "$cuobjdump" -res-usage "$lib" 2> /dev/null | grep -A1 "assign_kernelILi\(4\|8\|16\|32\)E" |
-    grep -o "REG:[0-9]*.*" || true
+  "$cuobjdump" -res-usage "$lib" 2> /dev/null | awk '
+    /Function .*assign_kernelILi[0-9]+E/ {
+      match($0, /ILi[0-9]+E/); b = substr($0, RSTART + 3, RLENGTH - 4)
+      getline; print "assign_kernel<" b ">: " $0
+    }' || true
   "$cuobjdump" -sass "$lib" | python3 "$root/bench/gpu/sass_loop.py" || true
 fi
 
