@@ -1,6 +1,7 @@
 #include "kernels/backend.h"
 
 #include <cmath>
+#include <limits>
 
 #include "core/errors.h"
 
@@ -25,6 +26,60 @@ void check_points(std::span<const float> points, std::span<const uint32_t> weigh
   for (size_t p = 0; p < weights.size(); ++p) {
     PGKM_EXPECTS(weights[p] >= 1, context, "weight of point ", p, " is 0");
   }
+}
+
+void check_upload(std::span<const float> points, std::span<const uint32_t> weights, int dim,
+                  const std::string& context) {
+  check_points(points, weights, dim, context);
+  PGKM_EXPECTS(points.size() == weights.size() * static_cast<size_t>(dim), context, points.size(),
+               " point values do not match ", weights.size(), " weights of dim ", dim);
+}
+
+void check_centroids(size_t centroid_values, int dim, const std::string& context) {
+  PGKM_EXPECTS(dim >= kMinBlockSize && dim <= kMaxBlockSize, context, "block size ", dim,
+               " is outside ", kMinBlockSize, "..", kMaxBlockSize);
+  PGKM_EXPECTS(centroid_values != 0 && centroid_values % static_cast<size_t>(dim) == 0, context,
+               centroid_values, " centroid values are not a positive multiple of dim ", dim);
+  // Kernels address centroids with 32-bit offsets code * dim.
+  PGKM_EXPECTS(centroid_values <= size_t{std::numeric_limits<int32_t>::max()}, context,
+               centroid_values, " centroid values are too many");
+}
+
+void check_assign_args(int64_t n, int dim, size_t centroid_values, size_t codes, size_t dist,
+                       const std::string& context) {
+  check_centroids(centroid_values, dim, context);
+  PGKM_EXPECTS(codes == static_cast<size_t>(n) && dist == static_cast<size_t>(n), context,
+               "codes (", codes, ") and dist (", dist, ") must hold ", n, " points");
+}
+
+namespace {
+
+void check_accumulate_sizes(int64_t n, int dim, size_t codes, size_t sums, size_t counts,
+                            const std::string& context) {
+  PGKM_EXPECTS(codes == static_cast<size_t>(n), context, codes, " codes for ", n, " points");
+  PGKM_EXPECTS(sums == counts * static_cast<size_t>(dim), context, "sums hold ", sums,
+               " values, expected k=", counts, " x dim=", dim);
+}
+
+}  // namespace
+
+void check_accumulate_args(int64_t n, int dim, std::span<const uint32_t> codes, size_t sums,
+                           size_t counts, const std::string& context) {
+  check_accumulate_sizes(n, dim, codes.size(), sums, counts, context);
+  for (size_t p = 0; p < codes.size(); ++p) {
+    PGKM_EXPECTS(codes[p] < counts, context, "code ", codes[p], " of point ", p,
+                 " is not < k=", counts);
+  }
+}
+
+void check_assign_accumulate_args(int64_t n, int dim, size_t centroid_values, size_t codes,
+                                  size_t dist, size_t sums, size_t counts,
+                                  const std::string& context) {
+  check_assign_args(n, dim, centroid_values, codes, dist, context);
+  check_accumulate_sizes(n, dim, codes, sums, counts, context);
+  const size_t k = centroid_values / static_cast<size_t>(dim);
+  PGKM_EXPECTS(counts == k, context, "counts hold ", counts, " values, expected k=", k,
+               " centroids");
 }
 
 }  // namespace pgkm

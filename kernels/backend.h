@@ -76,6 +76,24 @@ class Backend {
 void check_points(std::span<const float> points, std::span<const uint32_t> weights, int dim,
                   const std::string& context);
 
+// The argument checks every backend makes, with one set of messages; `context` names the
+// backend ("cpu backend", "cuda backend"). Run before any work (or any device call).
+//   upload: check_points, and one weight per point.
+void check_upload(std::span<const float> points, std::span<const uint32_t> weights, int dim,
+                  const std::string& context);
+//   centroids [k, dim]: a positive multiple of dim, few enough for 32-bit offsets.
+void check_centroids(size_t centroid_values, int dim, const std::string& context);
+//   assign over n resident points: centroids as above, codes [n] and dist [n].
+void check_assign_args(int64_t n, int dim, size_t centroid_values, size_t codes, size_t dist,
+                       const std::string& context);
+//   accumulate: codes [n] each < k, sums [k, dim], counts [k] (k = counts size).
+void check_accumulate_args(int64_t n, int dim, std::span<const uint32_t> codes, size_t sums,
+                           size_t counts, const std::string& context);
+//   assign_accumulate: the assign checks, sums [k, dim] and counts [k] for the k centroids.
+void check_assign_accumulate_args(int64_t n, int dim, size_t centroid_values, size_t codes,
+                                  size_t dist, size_t sums, size_t counts,
+                                  const std::string& context);
+
 struct CpuBackendOptions {
   // Worker threads; 0 means all hardware threads.
   int threads = 0;

@@ -135,9 +135,7 @@ class CpuBackend final : public Backend {
 
 std::unique_ptr<ResidentPoints> CpuBackend::upload(std::span<const float> points,
                                                    std::span<const uint32_t> weights, int dim) {
-  check_points(points, weights, dim, kContext);
-  PGKM_EXPECTS(points.size() == weights.size() * static_cast<size_t>(dim), kContext, points.size(),
-               " point values do not match ", weights.size(), " weights of dim ", dim);
+  check_upload(points, weights, dim, kContext);
   return std::make_unique<CpuResidentPoints>(points, weights, dim);
 }
 
@@ -146,14 +144,7 @@ void CpuBackend::assign(const ResidentPoints& points, std::span<const float> cen
   const CpuResidentPoints& resident = as_cpu(points);
   const int dim = resident.dim();
   const int64_t n = resident.size();
-  PGKM_EXPECTS(!centroids.empty() && centroids.size() % dim == 0, kContext, centroids.size(),
-               " centroid values are not a positive multiple of dim ", dim);
-  // The AVX2 kernel gathers with 32-bit offsets code * dim.
-  PGKM_EXPECTS(centroids.size() <= size_t{std::numeric_limits<int32_t>::max()}, kContext,
-               centroids.size(), " centroid values are too many");
-  PGKM_EXPECTS(codes.size() == static_cast<size_t>(n) && dist.size() == static_cast<size_t>(n),
-               kContext, "codes (", codes.size(), ") and dist (", dist.size(), ") must hold ", n,
-               " points");
+  check_assign_args(n, dim, centroids.size(), codes.size(), dist.size(), kContext);
   const PreparedCentroids prepared = prepare_centroids(centroids, dim);
   const auto kernel = use_avx2_ ? cpu::assign_tiles_avx2 : cpu::assign_tiles_scalar;
   const int64_t chunks = (resident.tiles() + kChunkTiles - 1) / kChunkTiles;
@@ -193,13 +184,7 @@ void CpuBackend::accumulate(const ResidentPoints& points, std::span<const uint32
   const int dim = resident.dim();
   const int64_t n = resident.size();
   const int64_t k = static_cast<int64_t>(counts.size());
-  PGKM_EXPECTS(codes.size() == static_cast<size_t>(n), kContext, codes.size(), " codes for ", n,
-               " points");
-  PGKM_EXPECTS(sums.size() == counts.size() * dim, kContext, "sums hold ", sums.size(),
-               " values, expected k=", k, " x dim=", dim);
-  for (int64_t p = 0; p < n; ++p) {
-    PGKM_EXPECTS(codes[p] < k, kContext, "code ", codes[p], " of point ", p, " is not < k=", k);
-  }
+  check_accumulate_args(n, dim, codes, sums.size(), counts.size(), kContext);
   const int64_t width = k * dim;
   std::vector<int64_t> partial_sums(static_cast<size_t>(threads_ * width));
   std::vector<uint64_t> partial_counts(static_cast<size_t>(threads_ * k));
