@@ -8,6 +8,7 @@
 #include "core/atomic_file.h"
 #include "core/errors.h"
 #include "io/archive_schema.h"
+#include "io/archive_source.h"
 #include "io/hdf5_util.h"
 
 namespace pgkm::io {
@@ -37,14 +38,15 @@ LayerRecord read_part_file(const std::string& path, const std::string& tensor) {
   if (format != kPartFormat) {
     site.fail(str_cat("attribute 'format' is '", format, "', expected '", kPartFormat, "'"));
   }
+  // Parts of an older pgkm (version 1, unpacked codes) are still read and reused.
   const int64_t version = read_attr_int(site, file.get(), "format_version", "root group");
-  if (version != kArchiveFormatVersion) {
-    site.fail(str_cat("format_version ", version, ", expected ", kArchiveFormatVersion));
+  if (version < 1 || version > kArchiveFormatVersion) {
+    site.fail(str_cat("format_version ", version, ", expected 1..", kArchiveFormatVersion));
   }
   H5Group layers = open_group(site, file.get(), "layers");
   const std::string link = escape_name(tensor);
   if (!link_exists(site, layers.get(), link)) site.fail(str_cat("no layer '", tensor, "'"));
-  return read_layer_group(site, layers.get(), link);
+  return read_layer_group(site, layers.get(), link, version);
 }
 
 }  // namespace
@@ -102,6 +104,14 @@ void ArchiveWriter::write_kept(const KeptTensor& tensor) {
     H5Ldelete(tensors_.get(), link.c_str(), H5P_DEFAULT);  // fails harmlessly if never created
     throw;
   }
+}
+
+void ArchiveWriter::write_source(const SourceLayout& layout, const std::vector<SourceFile>& files) {
+  PGKM_ASSERT(file_.valid(), "write_source after finalize");
+  const H5Site site(out_->temp_path(), false);
+  PGKM_EXPECTS(!link_exists(site, file_.get(), "source"), final_path_,
+               "the source is written twice");
+  write_source_group(site, file_.get(), {layout, files});
 }
 
 void ArchiveWriter::finalize() {
@@ -187,7 +197,7 @@ LayerRecord ArchiveReader::read_layer(const std::string& name) const {
   H5Group layers = open_group(site, file_.get(), "layers");
   const std::string link = escape_name(name);
   if (!link_exists(site, layers.get(), link)) site.fail(str_cat("no layer named '", name, "'"));
-  return read_layer_group(site, layers.get(), link);
+  return read_layer_group(site, layers.get(), link, format_version_);
 }
 
 std::vector<std::string> ArchiveReader::kept_names() const {
@@ -202,6 +212,19 @@ KeptTensor ArchiveReader::read_kept(const std::string& name) const {
   const std::string link = escape_name(name);
   if (!link_exists(site, tensors.get(), link)) site.fail(str_cat("no tensor named '", name, "'"));
   return read_kept_dataset(site, tensors.get(), link);
+}
+
+std::optional<SourceLayout> ArchiveReader::read_source_layout() const {
+  const H5Site site(path_, true);
+  std::optional<ModelSource> source = read_source_group(site, file_.get());
+  if (!source) return std::nullopt;
+  return std::move(source->layout);
+}
+
+std::vector<SourceFile> ArchiveReader::read_source_files() const {
+  const H5Site site(path_, true);
+  std::optional<ModelSource> source = read_source_group(site, file_.get());
+  return source ? std::move(source->files) : std::vector<SourceFile>{};
 }
 
 }  // namespace pgkm::io

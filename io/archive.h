@@ -1,6 +1,7 @@
 // The pgkm model archive: one HDF5 file holding every quantized layer (codebook,
-// codes, statistics) and every tensor kept as it was. Schema v1 and the crash-safety
-// design are documented in docs/ARCHIVE.md.
+// codes, statistics), every tensor kept as it was and what is needed to write the source
+// model's folder again (io/model_source.h). Schema v2 (v1 is still read) and the
+// crash-safety design are documented in docs/ARCHIVE.md.
 //
 //   ArchiveWriter     writes a temporary file next to `<out>` (core/atomic_file.h) and
 //                     renames it to `<out>` on finalize().
@@ -22,11 +23,13 @@
 #include "core/atomic_file.h"
 #include "engine/layer_record.h"
 #include "io/hdf5_handles.h"
+#include "io/model_source.h"
 
 namespace pgkm::io {
 
-// The schema version this tool writes and the newest it reads.
-inline constexpr int64_t kArchiveFormatVersion = 1;
+// The schema version this tool writes and the newest it reads (1: codes as one unsigned
+// integer each; 2: codes packed at ceil(log2 K) bits, and the /source group).
+inline constexpr int64_t kArchiveFormatVersion = 2;
 
 // Root attributes: what produced the archive.
 struct ArchiveHeader {
@@ -44,10 +47,10 @@ struct ArchiveHeader {
 
 // A quantized layer is stored as its LayerRecord (engine/layer_record.h): the kArchive
 // fields become attributes of its group, and centroids [n_centroids, block_size]
-// (float16 or float32 as settings.centroid_dtype says), codes [numel / block_size] (fairseq
-// order) and counts [n_centroids] its datasets. Settings that are not kArchive fields
-// (seed, the algorithms' parameters) are recorded only in settings_digest and the header:
-// a record read back has them at their defaults.
+// (float16 or float32 as settings.centroid_dtype says), codes (numel / block_size codes in
+// fairseq order, packed at ceil(log2 K) bits) and counts [n_centroids] its datasets. Settings that
+// are not kArchive fields (seed, the algorithms' parameters) are recorded only in settings_digest
+// and the header: a record read back has them at their defaults.
 
 // A tensor stored unchanged (biases, norms, layers not quantized).
 struct KeptTensor {
@@ -75,6 +78,9 @@ class ArchiveWriter {
   // Adds /tensors/<escaped name>. Throws InputError if bytes.size() is not
   // numel * dtype size, the dtype is unknown or the name was written before.
   void write_kept(const KeptTensor& tensor);
+  // Adds /source: the source's safetensors layout and its non-weight files
+  // (io/model_source.h). At most once; throws InputError for an unsafe file path.
+  void write_source(const SourceLayout& layout, const std::vector<SourceFile>& files);
   // Writes the root attributes, closes and fsyncs the file and renames it to
   // final_path atomically. Call once; no writes afterwards.
   void finalize();
@@ -140,6 +146,10 @@ class ArchiveReader {
   std::vector<std::string> kept_names() const;
   // Reads one kept tensor byte-exact; checks its size is numel * dtype size.
   KeptTensor read_kept(const std::string& name) const;
+  // The source's layout and non-weight files (checked: io/model_source.h), or nullopt
+  // when the archive records none (schema v1).
+  std::optional<SourceLayout> read_source_layout() const;
+  std::vector<SourceFile> read_source_files() const;  // empty when none are recorded
 
  private:
   ArchiveReader(std::string path, H5File file);

@@ -12,6 +12,8 @@
 #include "core/errors.h"
 #include "core/text.h"
 #include "engine/dtype.h"
+#include "engine/size_plan.h"
+#include "io/code_pack.h"
 #include "io/record_json.h"
 #include "io/safetensors.h"
 
@@ -37,13 +39,6 @@ int64_t checked_numel(const std::string& path, const std::string& what,
     numel *= d;
   }
   return numel;
-}
-
-// The unsigned type of the codes: the smallest that holds K - 1.
-hid_t code_file_type(int64_t n_centroids) {
-  if (n_centroids <= 256) return H5T_STD_U8LE;
-  if (n_centroids <= 65536) return H5T_STD_U16LE;
-  return H5T_STD_U32LE;
 }
 
 // The HDF5 type storing a kept tensor's elements unchanged. BF16 and F8 have no HDF5
@@ -94,8 +89,44 @@ void expect_unsigned(const H5Site& site, const DatasetInfo& info, const std::str
   }
 }
 
+// --- Packed codes (schema v2) ---------------------------------------------------------
+// `codes`: uint8 [ceil(n * bits / 8)], attribute `bits` = ceil(log2 K); io/code_pack.h.
+constexpr const char* kCodeBitsAttr = "bits";
+
+void write_packed_codes(const H5Site& site, hid_t g, const LayerRecord& layer) {
+  const int bits = code_bits(layer.settings.kmeans.n_centroids);
+  const std::vector<uint8_t> packed = pack_codes(layer.codes, bits);
+  write_dataset(site, g, "codes", H5T_STD_U8LE, H5T_NATIVE_UINT8, {packed.size()}, packed.data());
+  H5Dataset codes(site.check_id(H5Dopen2(g, "codes", H5P_DEFAULT), "H5Dopen2", "dataset 'codes'"));
+  write_attr_int(site, codes.get(), kCodeBitsAttr, bits);
+}
+
+void read_packed_codes(const H5Site& site, hid_t group, const std::string& where, hsize_t n,
+                       LayerRecord& layer) {
+  const std::string what = str_cat(where, ": dataset 'codes'");
+  const int bits = code_bits(layer.settings.kmeans.n_centroids);
+  DatasetInfo codes = open_layer_dataset(site, group, where, "codes",
+                                         {static_cast<hsize_t>(packed_code_bytes(n, bits))},
+                                         "numel / block_size codes packed at ceil(log2 K) bits");
+  if (codes.type_class != H5T_INTEGER || codes.is_signed || codes.type_size != 1) {
+    site.fail(str_cat(what, " has elements of type ", type_class_name(codes.type_class), " of ",
+                      codes.type_size, " bytes, expected uint8 (packed codes)"));
+  }
+  const int64_t stored_bits = read_attr_int(site, codes.dataset.get(), kCodeBitsAttr, what);
+  if (stored_bits != bits) {
+    site.fail(str_cat(what, ": attribute 'bits' is ", stored_bits, ", expected ", bits,
+                      " = ceil(log2 n_centroids ", layer.settings.kmeans.n_centroids, ")"));
+  }
+  std::vector<uint8_t> packed(codes.n_elements);
+  read_dataset(site, codes, H5T_NATIVE_UINT8, packed.data(), what);
+  layer.codes.resize(n);
+  if (!unpack_codes(packed, bits, layer.codes)) {
+    site.fail(str_cat(what, ": the padding bits after the last code are not zero"));
+  }
+}
+
 void read_layer_datasets(const H5Site& site, hid_t group, const std::string& where,
-                         LayerRecord& layer) {
+                         int64_t format_version, LayerRecord& layer) {
   PGKM_EXPECTS(layer.settings.block_size >= 1 && layer.settings.kmeans.n_centroids >= 1,
                site.path(), where, ": block_size ", layer.settings.block_size, " and n_centroids ",
                layer.settings.kmeans.n_centroids, " must be at least 1");
@@ -119,11 +150,22 @@ void read_layer_datasets(const H5Site& site, hid_t group, const std::string& whe
   read_dataset(site, centroids, H5T_NATIVE_FLOAT, layer.centroids.data(),
                str_cat(where, ": dataset 'centroids'"));
 
-  DatasetInfo codes = open_layer_dataset(site, group, where, "codes", {n}, "numel / block_size");
-  expect_unsigned(site, codes, str_cat(where, ": dataset 'codes'"), 4);
-  layer.codes.resize(codes.n_elements);
-  read_dataset(site, codes, H5T_NATIVE_UINT32, layer.codes.data(),
-               str_cat(where, ": dataset 'codes'"));
+  if (format_version >= 2) {
+    read_packed_codes(site, group, where, n, layer);
+    // v2 stores no counts: they are the histogram of the codes (a code >= K is reported
+    // by validate_layer).
+    layer.counts.assign(k, 0);
+    for (uint32_t c : layer.codes) {
+      if (c < k) ++layer.counts[c];
+    }
+    return;
+  } else {
+    DatasetInfo codes = open_layer_dataset(site, group, where, "codes", {n}, "numel / block_size");
+    expect_unsigned(site, codes, str_cat(where, ": dataset 'codes'"), 4);
+    layer.codes.resize(codes.n_elements);
+    read_dataset(site, codes, H5T_NATIVE_UINT32, layer.codes.data(),
+                 str_cat(where, ": dataset 'codes'"));
+  }
 
   DatasetInfo counts = open_layer_dataset(site, group, where, "counts", {k}, "n_centroids");
   expect_unsigned(site, counts, str_cat(where, ": dataset 'counts'"), 8);
@@ -333,14 +375,13 @@ void write_layer_group(const H5Site& site, hid_t layers, const LayerRecord& laye
     write_dataset(site, g, "centroids", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {k, b},
                   layer.centroids.data());
   }
-  write_dataset(site, g, "codes", code_file_type(layer.settings.kmeans.n_centroids),
-                H5T_NATIVE_UINT32, {layer.codes.size()}, layer.codes.data());
-  write_dataset(site, g, "counts", H5T_STD_U32LE, H5T_NATIVE_UINT64, {k}, layer.counts.data());
+  write_packed_codes(site, g, layer);
   // Last: a layer counts only once this mark follows all of its data.
   write_attr_int(site, g, "complete", 1);
 }
 
-LayerRecord read_layer_group(const H5Site& site, hid_t layers, const std::string& link) {
+LayerRecord read_layer_group(const H5Site& site, hid_t layers, const std::string& link,
+                             int64_t format_version) {
   H5Group group = open_group(site, layers, link);
   const hid_t g = group.get();
   LayerRecord layer;
@@ -357,7 +398,7 @@ LayerRecord read_layer_group(const H5Site& site, hid_t layers, const std::string
     site.fail(str_cat(where, " is stored under the wrong group name '", link, "'"));
   }
   read_layer_attrs(site, g, where, layer);
-  read_layer_datasets(site, g, where, layer);
+  read_layer_datasets(site, g, where, format_version, layer);
   validate_layer(site, layer);
   return layer;
 }

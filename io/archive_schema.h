@@ -1,6 +1,6 @@
-// Schema v1 of the pgkm archive (docs/ARCHIVE.md): how a header, a layer and a kept
-// tensor map to HDF5 attributes and datasets, and the checks applied when reading.
-// Shared by the archive writer/reader and the per-layer checkpoint files.
+// Schema v2 of the pgkm archive (docs/ARCHIVE.md; v1 is still read): how a header, a layer and a
+// kept tensor map to HDF5 attributes and datasets, and the checks applied when reading. Shared by
+// the archive writer/reader and the per-layer checkpoint files.
 //
 // Internal to io/; use io/archive.h.
 #pragma once
@@ -30,12 +30,14 @@ void write_header_attrs(const H5Site& site, hid_t root, const ArchiveHeader& hea
 // is at most kArchiveFormatVersion; returns the version in `format_version`.
 ArchiveHeader read_header_attrs(const H5Site& site, hid_t root, int64_t& format_version);
 
-// Writes group <layers>/<escaped name> (which must not exist) with its datasets;
-// `complete` goes last. The layer must have passed validate_layer.
+// Writes group <layers>/<escaped name> (which must not exist) with its datasets, codes
+// packed (schema v2); `complete` goes last. The layer must have passed validate_layer.
 void write_layer_group(const H5Site& site, hid_t layers, const LayerRecord& layer);
-// Reads and validates group <layers>/<link>: complete == 1 first, then every
-// attribute and dataset (validate_layer and the dataset shapes and types).
-LayerRecord read_layer_group(const H5Site& site, hid_t layers, const std::string& link);
+// Reads and validates group <layers>/<link> of a file of `format_version` (1: codes as
+// one unsigned integer each; 2: packed): complete == 1 first, then every attribute and
+// dataset (validate_layer and the dataset shapes and types).
+LayerRecord read_layer_group(const H5Site& site, hid_t layers, const std::string& link,
+                             int64_t format_version);
 
 // Throws InputError(site.path(), "tensor 'x': ...") for an empty name, an unknown
 // dtype or a byte count other than numel * dtype size.

@@ -13,11 +13,15 @@ nlohmann::json or_null(const std::optional<T>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
 
+void add_sizes(nlohmann::json& object, const SizeFigures& sizes) {
+  for_each_size_field(sizes,
+                      [&](const SizeField& f, const auto& value) { object[f.name] = value; });
+}
+
 nlohmann::json layer_entry(const ReportLayer& l) {
   nlohmann::json entry = layer_json(l.record, kReport, l.clustered);
   entry["resumed"] = or_null(l.resumed);
-  entry["original_mib"] = l.original_mib;
-  entry["compressed_mib"] = l.compressed_mib;
+  add_sizes(entry, l.sizes);
   return entry;
 }
 
@@ -33,11 +37,13 @@ void write_report(const std::string& path, const std::string& model, const std::
   doc["layers"] = nlohmann::json::array();
   for (const ReportLayer& l : layers)
     doc["layers"].push_back(layer_entry(l));
-  doc["totals"] = {{"layers", layers.size()},
-                   {"original_mib", totals.original_mib},
-                   {"compressed_mib", totals.compressed_mib},
-                   {"ratio", totals.ratio()},
-                   {"seconds", or_null(totals.seconds)}};
+  nlohmann::json t = {{"layers", layers.size()}};
+  add_sizes(t, totals.sizes);
+  t["ratio"] = totals.ratio();
+  t["archive_file_bytes"] = or_null(totals.archive_file_bytes);
+  t["ratio_on_disk"] = totals.ratio_on_disk();
+  t["seconds"] = or_null(totals.seconds);
+  doc["totals"] = std::move(t);
   AtomicFile out(path);
   out.write(doc.dump(2) + "\n");
   out.commit();

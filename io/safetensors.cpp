@@ -306,8 +306,10 @@ void check_shard_name(const std::string& index, const std::string& tensor,
                                     "' is not a plain file name in the model directory"));
 }
 
-// Reads the index's weight_map: tensor name -> shard file name.
-std::map<std::string, std::string> read_weight_map(const std::string& index) {
+// Reads the index's weight_map: tensor name -> shard file name; `metadata` gets the
+// index's "metadata" object as JSON text ("" when absent).
+std::map<std::string, std::string> read_weight_map(const std::string& index,
+                                                   std::string& metadata) {
   MappedFile map(index);
   PGKM_EXPECTS(map.bytes().size() <= kMaxHeaderBytes, index, "index is ", map.bytes().size(),
                " bytes, more than the limit of ", kMaxHeaderBytes);
@@ -322,6 +324,7 @@ std::map<std::string, std::string> read_weight_map(const std::string& index) {
                " is not a non-empty object");
   PGKM_EXPECTS(!root.contains("metadata") || root["metadata"].is_object(), index, "metadata ",
                show(root["metadata"]), " is not an object");
+  if (root.contains("metadata")) metadata = root["metadata"].dump();
   std::map<std::string, std::string> out;
   for (const auto& [tensor, shard] : wm.items()) {
     PGKM_EXPECTS(shard.is_string(), index, "weight_map entry '", tensor, "' is ", show(shard),
@@ -333,9 +336,9 @@ std::map<std::string, std::string> read_weight_map(const std::string& index) {
 }
 
 // Opens every shard the index names and checks that index and shards agree exactly.
-std::vector<SafetensorsFile> open_sharded(const fs::path& dir) {
+std::vector<SafetensorsFile> open_sharded(const fs::path& dir, std::string& metadata) {
   const std::string index = (dir / kIndexName).string();
-  const std::map<std::string, std::string> weight_map = read_weight_map(index);
+  const std::map<std::string, std::string> weight_map = read_weight_map(index, metadata);
   std::map<std::string, size_t> shard_of_name;  // shard file name -> position in `shards`
   std::vector<SafetensorsFile> shards;
   for (const auto& [tensor, shard] : weight_map) {
@@ -374,7 +377,13 @@ SafetensorsModel SafetensorsModel::open(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
     const fs::path dir(path);
-    if (fs::exists(dir / kIndexName, ec)) return SafetensorsModel(open_sharded(dir));
+    if (fs::exists(dir / kIndexName, ec)) {
+      std::string metadata;
+      SafetensorsModel model(open_sharded(dir, metadata));
+      model.indexed_ = true;
+      model.index_metadata_json_ = std::move(metadata);
+      return model;
+    }
     PGKM_EXPECTS(fs::exists(dir / kSingleName, ec), path, "directory holds neither ", kIndexName,
                  " nor ", kSingleName);
     shards.push_back(SafetensorsFile::open((dir / kSingleName).string()));

@@ -109,12 +109,18 @@ class SafetensorsModel {
   std::vector<std::string> files() const;
   // The shard files, in the same order.
   const std::vector<SafetensorsFile>& shards() const { return shards_; }
+  // Whether the model was opened from model.safetensors.index.json, and that index's
+  // "metadata" object, as JSON text ("" when it has none).
+  bool indexed() const { return indexed_; }
+  const std::string& index_metadata_json() const { return index_metadata_json_; }
 
  private:
   explicit SafetensorsModel(std::vector<SafetensorsFile> shards);
 
   std::vector<SafetensorsFile> shards_;
   std::vector<TensorInfo> tensors_;
+  bool indexed_ = false;
+  std::string index_metadata_json_;
 };
 
 // A tensor to write: `data` holds numel(shape) elements of `dtype`, row-major.

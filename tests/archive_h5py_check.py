@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks a pgkm archive against schema v1 (docs/ARCHIVE.md) with h5py.
+"""Checks a pgkm archive against schema v1 or v2 (docs/ARCHIVE.md) with h5py.
 
 Usage: python3 tests/archive_h5py_check.py ARCHIVE.h5
 
@@ -29,6 +29,28 @@ DTYPE_SIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2,
               "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 
 
+def code_bits(k):
+    """Bits of one packed code (schema v2): ceil(log2 K), at least 1."""
+    return max(1, (int(k) - 1).bit_length())
+
+
+def unpack_codes(packed, n, bits):
+    """n codes of `bits` bits from the packed uint8 stream, least significant bit first."""
+    stream = np.unpackbits(np.asarray(packed, np.uint8), bitorder="little")
+    fields = stream[: n * bits].reshape(n, bits).astype(np.uint64)
+    return (fields << np.arange(bits, dtype=np.uint64)).sum(axis=1), stream[n * bits:]
+
+
+def read_codes(f, g):
+    """The codes of layer group g of archive f (any schema version) as uint64 [numel / b]."""
+    shape = [int(d) for d in g.attrs["shape"]]
+    n = int(np.prod(shape)) // int(g.attrs["block_size"])
+    if int(f.attrs["format_version"]) == 1:
+        return g["codes"][()].astype(np.uint64)
+    codes, _ = unpack_codes(g["codes"][()], n, int(g["codes"].attrs["bits"]))
+    return codes
+
+
 def escape(name):
     out = name.replace("%", "%25").replace("/", "%2F")
     return "%2E" + out[1:] if set(out) == {"."} else out
@@ -38,6 +60,7 @@ class Checker:
     def __init__(self, path):
         self.path = path
         self.problems = []
+        self.version = 1
 
     def fail(self, where, message):
         self.problems.append(f"{self.path}: {where}: {message}")
@@ -62,8 +85,10 @@ class Checker:
             return False
         if f.attrs["format"] != "pgkm":
             self.fail("root", f"format is {f.attrs['format']!r}, expected 'pgkm'")
-        if f.attrs["format_version"] != 1:
-            self.fail("root", f"format_version is {f.attrs['format_version']}, expected 1")
+        if f.attrs["format_version"] not in (1, 2):
+            self.fail("root", f"format_version is {f.attrs['format_version']}, expected 1 or 2")
+            return False
+        self.version = int(f.attrs["format_version"])
         for name in ("settings_json", "source_files"):
             try:
                 json.loads(f.attrs[name])
@@ -90,9 +115,14 @@ class Checker:
         if len(shape) < 2 or min(shape) < 1 or b < 1 or (numel // shape[0]) % b:
             self.fail(where, f"shape {shape} and block_size {b} do not fit")
             return
-        expected = {"centroids": ((k, b), ("float16", "float32")),
-                    "codes": ((numel // b,), (str(np.min_scalar_type(k - 1)),)),
-                    "counts": ((k,), ("uint32",))}
+        n = numel // b
+        if self.version == 1:
+            codes_spec = ((n,), (str(np.min_scalar_type(k - 1)),))
+        else:  # packed at ceil(log2 K) bits
+            codes_spec = (((n * code_bits(k) + 7) // 8,), ("uint8",))
+        expected = {"centroids": ((k, b), ("float16", "float32")), "codes": codes_spec}
+        if self.version == 1:  # v2 stores no counts: np.bincount(codes, minlength=K)
+            expected["counts"] = ((k,), ("uint32",))
         for name, (want_shape, want_types) in expected.items():
             d = g.get(name)
             if not isinstance(d, h5py.Dataset):
@@ -102,7 +132,16 @@ class Checker:
                 self.fail(where, f"dataset '{name}' is {d.dtype}{list(d.shape)}, expected "
                           f"{' or '.join(want_types)}{list(want_shape)}")
                 return
-        codes = g["codes"][()]
+        if self.version == 1:
+            codes = g["codes"][()]
+        else:
+            bits = g["codes"].attrs.get("bits")
+            if bits is None or int(bits) != code_bits(k):
+                self.fail(where, f"codes attribute 'bits' is {bits}, expected {code_bits(k)}")
+                return
+            codes, padding = unpack_codes(g["codes"][()], n, int(bits))
+            if padding.any():
+                self.fail(where, "a padding bit after the last code is set")
         if codes.size and int(codes.max()) >= k:
             self.fail(where, f"code {int(codes.max())} is not below n_centroids {k}")
         if not np.all(np.isfinite(g["centroids"][()])):
@@ -122,6 +161,29 @@ class Checker:
             self.fail(where, f"dataset is {d.dtype}{list(d.shape)}, attributes say "
                       f"{d.attrs['dtype']}{shape}")
 
+    def source(self, f):
+        """Schema v2's /source: the layout JSON and the recorded files."""
+        if self.version == 1 or "source" not in f:  # optional: pgkm quantize writes it
+            return
+        src = f["source"]
+        if not isinstance(src, h5py.Group) or "layout" not in src or "files" not in src:
+            self.fail("source", "group '/source' with 'layout' and 'files' is missing")
+            return
+        try:
+            layout = json.loads(src["layout"][()].tobytes())
+        except ValueError as e:
+            self.fail("source", f"layout is not JSON: {e}")
+            return
+        for key in ("indexed", "index_metadata", "shards"):
+            if key not in layout:
+                self.fail("source", f"layout has no '{key}'")
+        for link, d in src["files"].items():
+            name = d.attrs.get("name")
+            if not isinstance(name, str) or escape(name) != link or d.dtype != np.uint8:
+                self.fail("source", f"file '{link}' has name {name!r}, dtype {d.dtype}")
+            elif name.startswith("/") or any(p in ("", ".", "..") for p in name.split("/")):
+                self.fail("source", f"file path {name!r} is not a safe relative path")
+
     def run(self):
         try:
             f = h5py.File(self.path, "r")
@@ -135,6 +197,7 @@ class Checker:
                 self.layer(link, g)
             for link, d in f["tensors"].items():
                 self.kept(link, d)
+            self.source(f)
 
 
 def main():
@@ -147,7 +210,8 @@ def main():
         print(problem, file=sys.stderr)
     if not checker.problems:
         with h5py.File(sys.argv[1], "r") as f:
-            print(f"{sys.argv[1]}: schema v1 OK ({len(f['layers'])} layers, "
+            print(f"{sys.argv[1]}: schema v{int(f.attrs['format_version'])} OK "
+                  f"({len(f['layers'])} layers, "
                   f"{len(f['tensors'])} kept tensors)")
     return 1 if checker.problems else 0
 

@@ -13,6 +13,7 @@
 
 #include "core/errors.h"
 #include "engine/dtype.h"
+#include "engine/size_plan.h"
 #include "io/archive.h"
 #include "io/archive_schema.h"
 #include "io/hdf5_util.h"
@@ -108,6 +109,13 @@ size_t stored_type_size(const std::string& path, const std::string& dataset) {
   return open_dataset(site, file.get(), dataset, dataset).type_size;
 }
 
+// Elements of a stored 1-D dataset.
+uint64_t stored_elements(const std::string& path, const std::string& dataset) {
+  const H5Site site(path, true);
+  H5File file = open_file(site, false);
+  return open_dataset(site, file.get(), dataset, dataset).n_elements;
+}
+
 class Archive : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -185,9 +193,12 @@ TEST_F(Archive, RoundTripsHeaderLayersAndKeptTensors) {
     EXPECT_EQ(reader.layer_names()[i], layers[i].name);  // in write order
     expect_same_layer(reader.read_layer(layers[i].name), layers[i]);
   }
+  // Schema v2: codes packed at ceil(log2 K) bits in a uint8 dataset.
   EXPECT_EQ(stored_type_size(path_, "layers/encoder.layers.0.fc1.weight/codes"), 1u);
-  EXPECT_EQ(stored_type_size(path_, "layers/decoder%2Fattn.out_proj.weight/codes"), 2u);
-  EXPECT_EQ(stored_type_size(path_, "layers/%25weird%2F../codes"), 4u);
+  EXPECT_EQ(stored_elements(path_, "layers/encoder.layers.0.fc1.weight/codes"), 64u * 32 / 8);
+  EXPECT_EQ(stored_elements(path_, "layers/decoder%2Fattn.out_proj.weight/codes"),
+            64u * 64 / 4 * 12 / 8);
+  EXPECT_EQ(stored_elements(path_, "layers/%25weird%2F../codes"), (100u * 8 / 2 * 17 + 7) / 8);
   EXPECT_EQ(stored_type_size(path_, "layers/%25weird%2F../centroids"), 2u);
 
   ASSERT_EQ(reader.kept_names().size(), kept.size());
@@ -199,6 +210,93 @@ TEST_F(Archive, RoundTripsHeaderLayersAndKeptTensors) {
     EXPECT_EQ(got.shape, kept[i].shape);
     EXPECT_EQ(got.bytes, kept[i].bytes) << kept[i].name;
   }
+}
+
+// An archive written by pgkm's schema-v1 writer (tests/write_sample_archive.cpp of that
+// version), kept as a file: it must read as it always did.
+TEST_F(Archive, ReadsVersion1Archives) {
+  const std::string fixture = std::string(PGKM_SOURCE_DIR) + "/tests/data/sample_v1.pgkm.h5";
+  const ArchiveReader reader = ArchiveReader::open(fixture);
+  EXPECT_EQ(reader.format_version(), 1);
+  EXPECT_FALSE(reader.read_source_layout().has_value());
+  EXPECT_TRUE(reader.read_source_files().empty());
+  EXPECT_EQ(reader.header().seed, 42u);
+  const std::vector<std::string> names = {"encoder.layers.0.fc1.weight",
+                                          "decoder/odd%name.conv.weight"};
+  ASSERT_EQ(reader.layer_names(), names);
+  const int64_t ks[] = {16, 300};
+  const int bs[] = {8, 4};
+  for (size_t i = 0; i < names.size(); ++i) {
+    const LayerRecord l = reader.read_layer(names[i]);
+    EXPECT_EQ(l.settings.kmeans.n_centroids, ks[i]);
+    EXPECT_EQ(l.settings.block_size, bs[i]);
+    ASSERT_EQ(l.centroids.size(), static_cast<size_t>(ks[i] * bs[i]));
+    for (size_t c = 0; c < l.centroids.size(); ++c)
+      ASSERT_EQ(l.centroids[c], static_cast<float>(c % 97) * 0.125f - 6.f);
+    for (size_t j = 0; j < l.codes.size(); ++j)
+      ASSERT_EQ(l.codes[j], (j * 7919) % static_cast<size_t>(ks[i])) << names[i] << " code " << j;
+  }
+  EXPECT_EQ(reader.read_kept("norm.weight").bytes,
+            (std::vector<uint8_t>{0x80, 0x3f, 0x00, 0x40, 0x80, 0xbf, 0x00, 0x00}));
+}
+
+TEST_F(Archive, PackedCodesRoundTripForManyK) {
+  const int64_t ks[] = {2,   3,   4,    5,    7,    8,    9,    255,   256,   257,
+                        767, 768, 3071, 3072, 4095, 4096, 4097, 65535, 65536, 65537};
+  {
+    ArchiveWriter writer(path_, make_header());
+    for (int64_t k : ks) {
+      writer.write_layer(make_layer("k" + std::to_string(k) + ".weight", {k, 4}, 1, k, false,
+                                    static_cast<uint32_t>(k)));
+    }
+    writer.finalize();
+  }
+  const ArchiveReader reader = ArchiveReader::open(path_);
+  for (int64_t k : ks) {
+    const std::string name = "k" + std::to_string(k) + ".weight";
+    expect_same_layer(reader.read_layer(name),
+                      make_layer(name, {k, 4}, 1, k, false, static_cast<uint32_t>(k)));
+    EXPECT_EQ(stored_elements(path_, "layers/" + name + "/codes"),
+              packed_code_bytes(static_cast<uint64_t>(4 * k), code_bits(k)));
+  }
+}
+
+TEST_F(Archive, SourceLayoutAndFilesRoundTrip) {
+  SourceLayout layout;
+  layout.indexed = true;
+  layout.index_metadata = {{"total_size", 123}};
+  layout.shards = {
+      {"model-00001-of-00002.safetensors", {{"format", "pt"}}, {"a.weight"}},
+      {"model-00002-of-00002.safetensors", {{"format", "pt"}}, {"b.bias", "b.weight"}}};
+  const std::vector<SourceFile> files = {
+      {"config.json", {'{', '}'}}, {"1_Pooling/config.json", {'[', ']'}}, {"empty.txt", {}}};
+  {
+    ArchiveWriter writer(path_, make_header());
+    writer.write_source(layout, files);
+    EXPECT_THROW(writer.write_source(layout, files), InputError);
+    writer.finalize();
+  }
+  const ArchiveReader reader = ArchiveReader::open(path_);
+  const std::optional<SourceLayout> got = reader.read_source_layout();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(layout_json(*got), layout_json(layout));
+  const std::vector<SourceFile> got_files = reader.read_source_files();
+  ASSERT_EQ(got_files.size(), files.size());
+  for (size_t i = 0; i < files.size(); ++i) {
+    EXPECT_EQ(got_files[i].path, files[i].path);
+    EXPECT_EQ(got_files[i].bytes, files[i].bytes);
+  }
+}
+
+TEST_F(Archive, UnsafeSourcePathsAreRefused) {
+  for (const std::string bad : {"../x", "/etc/passwd", "a//b", "a/./b", "a/../../b", "", "a\\b"}) {
+    EXPECT_THROW(check_relative_path(bad, "ctx"), InputError) << bad;
+  }
+  EXPECT_NO_THROW(check_relative_path("1_Pooling/config.json", "ctx"));
+  ArchiveWriter writer(path_, make_header());
+  SourceLayout layout;
+  layout.shards = {{"model.safetensors", {}, {}}};
+  EXPECT_THROW(writer.write_source(layout, {{"../escape", {1}}}), InputError);
 }
 
 TEST_F(Archive, FillsCreationTimeWhenEmpty) {
@@ -342,6 +440,24 @@ class MalformedArchive : public Archive {
     writer.finalize();
   }
 
+  // Rewrites the root attribute format_version. Version 1 also rewrites the layer the
+  // v1 way (one uint8 per code, and a counts dataset) for the tests below to damage.
+  void set_version(int64_t version) {
+    damage([&](const H5Site& site, hid_t file) {
+      ASSERT_GE(H5Adelete(file, "format_version"), 0);
+      write_attr_int(site, file, "format_version", version);
+      if (version != 1) return;
+      H5Group g = open_group(site, file, kLayer);
+      ASSERT_GE(H5Ldelete(g.get(), "codes", H5P_DEFAULT), 0);
+      std::vector<uint8_t> codes(32, 1);
+      write_dataset(site, g.get(), "codes", H5T_STD_U8LE, H5T_NATIVE_UINT8, {32}, codes.data());
+      std::vector<uint32_t> counts(8, 0);
+      counts[1] = 32;
+      write_dataset(site, g.get(), "counts", H5T_STD_U32LE, H5T_NATIVE_UINT32, {8}, counts.data());
+    });
+    if (version == 1) EXPECT_NO_THROW(ArchiveReader::open(path_).read_layer("enc.fc1.weight"));
+  }
+
   // Opens the archive for writing and hands the file id to `damage`.
   void damage(const std::function<void(const H5Site&, hid_t)>& damage) {
     const H5Site site(path_, false);
@@ -405,11 +521,8 @@ TEST_F(MalformedArchive, Hdf5WithAnotherFormat) {
 }
 
 TEST_F(MalformedArchive, FutureFormatVersion) {
-  damage([](const H5Site& site, hid_t file) {
-    ASSERT_GE(H5Adelete(file, "format_version"), 0);
-    write_attr_int(site, file, "format_version", 2);
-  });
-  expect_error([&] { ArchiveReader::open(path_); }, {"format_version 2", "newer", "reads (1)"});
+  set_version(3);
+  expect_error([&] { ArchiveReader::open(path_); }, {"format_version 3", "newer", "reads (2)"});
 }
 
 TEST_F(MalformedArchive, MissingRootAttribute) {
@@ -449,7 +562,9 @@ TEST_F(MalformedArchive, LayerAttributeOfWrongType) {
   expect_layer_error({"layer 'enc.fc1.weight'", "attribute 'iterations' is not an integer"});
 }
 
+// Schema v1 codes: one unsigned integer per code.
 TEST_F(MalformedArchive, CodesOutOfRange) {
+  set_version(1);
   std::vector<uint8_t> codes(32, 1);
   codes[17] = 8;  // K = 8
   replace_dataset(kLayer, "codes", H5T_STD_U8LE, {32}, codes.data());
@@ -457,6 +572,7 @@ TEST_F(MalformedArchive, CodesOutOfRange) {
 }
 
 TEST_F(MalformedArchive, CodesOfWrongLengthOrSignedType) {
+  set_version(1);
   std::vector<uint8_t> codes(31, 1);
   replace_dataset(kLayer, "codes", H5T_STD_U8LE, {31}, codes.data());
   expect_layer_error({"dataset 'codes' has shape [31], expected [32]"});
@@ -469,13 +585,54 @@ TEST_F(MalformedArchive, CodesNeverWritten) {
   damage([](const H5Site& site, hid_t file) {
     H5Group g = open_group(site, file, kLayer);
     ASSERT_GE(H5Ldelete(g.get(), "codes", H5P_DEFAULT), 0);
-    const hsize_t n = 32;
+    const hsize_t n = 12;  // 32 codes of 3 bits
     H5Dataspace space(H5Screate_simple(1, &n, nullptr));
     H5Dataset d(H5Dcreate2(g.get(), "codes", H5T_STD_U8LE, space.get(), H5P_DEFAULT, H5P_DEFAULT,
                            H5P_DEFAULT));
     ASSERT_TRUE(d.valid());
   });
   expect_layer_error({"dataset 'codes' stores 0 bytes", "truncated or unwritten"});
+}
+
+// Schema v2 codes: packed at ceil(log2 K) bits (K = 8: 3 bits, 32 codes in 12 bytes).
+TEST_F(MalformedArchive, PackedCodesOfWrongLengthTypeOrWidth) {
+  std::vector<uint8_t> packed(11, 0);
+  replace_dataset(kLayer, "codes", H5T_STD_U8LE, {11}, packed.data());
+  expect_layer_error({"dataset 'codes' has shape [11], expected [12]"});
+  std::vector<uint16_t> wide(12, 0);
+  replace_dataset(kLayer, "codes", H5T_STD_U16LE, {12}, wide.data());
+  expect_layer_error({"dataset 'codes'", "expected uint8 (packed codes)"});
+  packed.assign(12, 0);
+  replace_dataset(kLayer, "codes", H5T_STD_U8LE, {12}, packed.data());
+  expect_layer_error({"dataset 'codes'", "attribute 'bits' is missing"});
+  damage([](const H5Site& site, hid_t file) {
+    H5Dataset d(H5Dopen2(file, "layers/enc.fc1.weight/codes", H5P_DEFAULT));
+    write_attr_int(site, d.get(), "bits", 4);
+  });
+  expect_layer_error({"attribute 'bits' is 4, expected 3"});
+}
+
+TEST_F(MalformedArchive, PackedCodesOutOfRangeOrWithPadding) {
+  // K = 6: 3-bit codes can say 6 and 7, which are not codes. [5, 4] at b = 4: 5 codes,
+  // 15 bits in 2 bytes, so the last bit is padding.
+  {
+    ArchiveWriter writer(path_, make_header());
+    writer.write_layer(make_layer("enc.fc1.weight", {5, 4}, 4, 6, true));
+    writer.finalize();
+  }
+  auto write_packed = [&](std::vector<uint8_t> packed) {
+    replace_dataset(kLayer, "codes", H5T_STD_U8LE, {packed.size()}, packed.data());
+    damage([](const H5Site& site, hid_t file) {
+      H5Dataset d(H5Dopen2(file, "layers/enc.fc1.weight/codes", H5P_DEFAULT));
+      write_attr_int(site, d.get(), "bits", 3);
+    });
+  };
+  write_packed({0x00, 0x40});  // code 4 = 0b100 in bits 12..14: valid
+  EXPECT_NO_THROW(ArchiveReader::open(path_).read_layer("enc.fc1.weight"));
+  write_packed({0x00, 0x70});  // code 4 = 0b111 = 7
+  expect_layer_error({"codes[4] = 7", "n_centroids 6"});
+  write_packed({0x00, 0x80});  // bit 15: padding
+  expect_layer_error({"dataset 'codes'", "padding bits"});
 }
 
 TEST_F(MalformedArchive, CentroidsOfWrongShape) {
@@ -492,12 +649,22 @@ TEST_F(MalformedArchive, NonFiniteCentroid) {
 }
 
 TEST_F(MalformedArchive, CountsOfWrongLength) {
+  set_version(1);  // v2 stores no counts
   std::vector<uint32_t> counts(7, 4);
   replace_dataset(kLayer, "counts", H5T_NATIVE_UINT32, {7}, counts.data());
   expect_layer_error({"dataset 'counts' has shape [7], expected [8]"});
 }
 
 TEST_F(MalformedArchive, MissingDataset) {
+  damage([](const H5Site& site, hid_t file) {
+    H5Group g = open_group(site, file, kLayer);
+    ASSERT_GE(H5Ldelete(g.get(), "centroids", H5P_DEFAULT), 0);
+  });
+  expect_layer_error({"layer 'enc.fc1.weight': dataset 'centroids' is missing"});
+}
+
+TEST_F(MalformedArchive, MissingCountsInVersion1) {
+  set_version(1);
   damage([](const H5Site& site, hid_t file) {
     H5Group g = open_group(site, file, kLayer);
     ASSERT_GE(H5Ldelete(g.get(), "counts", H5P_DEFAULT), 0);

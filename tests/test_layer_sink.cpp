@@ -36,8 +36,8 @@ LayerRecord small_layer(const std::string& name, uint32_t salt) {
 io::ReportLayer planned_row(const std::string& name) {
   io::ReportLayer row;
   row.record.name = name;
-  row.original_mib = 1;
-  row.compressed_mib = 0.25;
+  row.sizes.tracker_original_mib = 1;
+  row.sizes.tracker_compressed_mib = 0.25;
   return row;
 }
 
@@ -89,7 +89,7 @@ TEST_F(LayerSinkTest, WritesCheckpointsAndReportsLayersInArrivalOrder) {
   EXPECT_EQ(rows[2].resumed, false);
   EXPECT_EQ(rows[1].record.stats.objective, 3.5);
   EXPECT_TRUE(rows[1].record.codes.empty());
-  EXPECT_EQ(rows[1].compressed_mib, 0.25);
+  EXPECT_EQ(rows[1].sizes.tracker_compressed_mib, 0.25);
   // The archive has all three with their data, in arrival order.
   const io::ArchiveReader archive = io::ArchiveReader::open(out_);
   EXPECT_EQ(archive.layer_names(), (std::vector<std::string>{"c.weight", "a.weight", "b.weight"}));

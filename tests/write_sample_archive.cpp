@@ -1,6 +1,7 @@
 // Writes a small sample archive for tests/archive_h5py_check.py (ctest fixture
-// archive_sample): two layers (uint8 codes with float16 centroids, uint16 codes with
-// float32 centroids, one name with '/' and '%') and kept tensors of several dtypes.
+// archive_sample): two layers (4-bit codes with float16 centroids, 9-bit codes with
+// float32 centroids, one name with '/' and '%'), kept tensors of several dtypes and a
+// /source group (layout and two files, one in a subfolder).
 //
 // Usage: write_sample_archive OUT.h5
 #include <cstdint>
@@ -89,6 +90,16 @@ int main(int argc, char** argv) {
     writer.write_kept(kept<uint8_t>("attention.mask", "BOOL", {2, 3}, {1, 0, 1, 1, 0, 0}));
     writer.write_kept(kept<uint16_t>("norm.weight", "BF16", {4}, {0x3f80, 0x4000, 0xbf80, 0}));
     writer.write_kept(kept<uint16_t>("norm.bias", "F16", {2}, {0x3c00, 0xc000}));
+    pgkm::io::SourceLayout layout;
+    layout.shards = {
+        {"model.safetensors",
+         {{"format", "pt"}},
+         {"attention.mask", "decoder/odd%name.conv.weight", "encoder.layers.0.fc1.bias",
+          "encoder.layers.0.fc1.weight", "norm.bias", "norm.weight", "num_batches_tracked"}}};
+    const std::string config = "{\"model_type\": \"sample\"}\n";
+    writer.write_source(layout,
+                        {{"config.json", std::vector<uint8_t>(config.begin(), config.end())},
+                         {"1_Pooling/config.json", {'{', '}'}}});
     writer.finalize();
   } catch (const std::exception& e) {
     std::cerr << "write_sample_archive: " << e.what() << "\n";

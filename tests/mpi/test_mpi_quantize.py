@@ -22,6 +22,9 @@ except ImportError as e:  # pragma: no cover
 sys.path.insert(0, os.path.join(os.environ.get("PGKM_SOURCE_DIR", "."), "tests", "e2e"))
 import make_models as mm  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.environ.get("PGKM_SOURCE_DIR", "."), "tests"))
+from archive_h5py_check import read_codes  # noqa: E402
+
 PGKM = os.path.abspath(os.environ.get("PGKM_BIN", "build/launch/pgkm"))
 MPIEXEC = os.environ.get("MPIEXEC", "mpiexec")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -38,10 +41,15 @@ def run(n, *args, timeout=300):
 
 
 def layers_of(path):
-    """{layer: (centroids, codes, counts)} read with h5py."""
+    """{layer: (centroids, codes, counts)} read with h5py (schema v2 packs the codes and
+    stores no counts: they are the codes' histogram)."""
+    out = {}
     with h5py.File(path, "r") as f:
-        return {n: tuple(f["layers"][n][d][()] for d in ("centroids", "codes", "counts"))
-                for n in f["layers"]}
+        for n, g in f["layers"].items():
+            codes = read_codes(f, g).astype(np.int64)
+            counts = np.bincount(codes, minlength=int(g.attrs["n_centroids"]))
+            out[n] = (g["centroids"][()], codes, counts)
+    return out
 
 
 def assert_same_layers(test, a, b, label):
