@@ -62,12 +62,15 @@ struct Selected {
 
 // A node of the bisection: the members at positions [begin, end) of the local copy
 // owe k centroids, which become output pieces first_piece .. first_piece + k - 1.
-// k == 0 marks "no node".
+// k == 0 marks "no node". The members' fixed-point sums come with the node: a
+// parent's sums minus one child's are the other child's, exactly.
 struct Node {
   int64_t begin = 0;
   int64_t end = 0;
   int64_t k = 0;
   int64_t first_piece = 0;
+  std::vector<int64_t> sums;  // [dim] exact_sums of the members
+  uint64_t weight = 0;        // total weight of the members
 
   int64_t size() const { return end - begin; }
 };
@@ -116,18 +119,12 @@ class Partitioner {
   std::span<const uint32_t> positions(const Node& node) const {
     return {positions_.data() + node.begin, static_cast<size_t>(node.size())};
   }
-  uint64_t weight_of(const Node& node, bool parallel = false) const {
-    uint64_t sum = 0;
-    if (!parallel) {
-      for (int64_t i = node.begin; i < node.end; ++i)
-        sum += local_.weight[i];
-      return sum;
-    }
-#pragma omp parallel for schedule(static) reduction(+ : sum)
-    for (int64_t i = node.begin; i < node.end; ++i)
-      sum += local_.weight[i];
-    return sum;
+  // Gives node.sums and node.weight from its rows.
+  void sum_rows(Node& node) const {
+    node.sums.resize(static_cast<size_t>(local_.dim));
+    node.weight = exact_sums(local_, positions(node), fp_, node.sums);
   }
+  void sum_children(const Node& parent, Node* children) const;
 
   const FixedPoint& fp_;
   PointSet local_;                   // the members' rows and weights, node by node
@@ -164,8 +161,10 @@ Partitioner::Partitioner(const PointSet& points, std::span<const uint32_t> membe
 // its own range of positions and its own output slots, so the result is the same
 // whichever thread handles which node.
 std::vector<PartitionPiece> Partitioner::run() {
-  std::vector<Node> level{
-      Node{0, static_cast<int64_t>(index_.size()), static_cast<int64_t>(pieces_.size()), 0}};
+  std::vector<Node> level(1);
+  level[0].end = static_cast<int64_t>(index_.size());
+  level[0].k = static_cast<int64_t>(pieces_.size());
+  sum_rows(level[0]);
   while (!level.empty()) {
     std::vector<Node> next(2 * level.size());
     const auto count = static_cast<int64_t>(level.size());
@@ -186,7 +185,7 @@ std::vector<PartitionPiece> Partitioner::run() {
 
 // Finishes a node as output pieces, or bisects it into children[0] (the sphere
 // around the far point, floor(k/2) centroids) and children[1] (the rest). With
-// `parallel`, a large node is split by all threads (exact_mean parallelises
+// `parallel`, a large node is split by all threads (exact_sums parallelises
 // itself outside parallel regions).
 void Partitioner::split(const Node& node, bool parallel, Node* children) {
   PGKM_ASSERT(node.size() >= node.k && node.k >= 1, "node of ", node.size(), " members owes ",
@@ -196,7 +195,8 @@ void Partitioner::split(const Node& node, bool parallel, Node* children) {
   const bool wide = parallel && node.size() >= kParallelMinMembers;
 
   std::vector<float> centroid(static_cast<size_t>(local_.dim));
-  exact_mean(local_, positions(node), fp_, centroid);
+  for (size_t d = 0; d < centroid.size(); ++d)
+    centroid[d] = fp_.mean(node.sums[d], node.weight);
   key_by_distance(node, centroid.data(), wide);
   const uint32_t far = wide ? far_point_parallel(node) : far_point(node);
   key_by_distance(node, local_.row(far).data(), wide);
@@ -204,14 +204,27 @@ void Partitioner::split(const Node& node, bool parallel, Node* children) {
   const int64_t k_left = node.k / 2;
   int64_t cut = 0;
   if (wide) {
-    cut = select_cut_parallel(node, weight_of(node, true), k_left);
+    cut = select_cut_parallel(node, node.weight, k_left);
     move_left_first_parallel(node, cut);
   } else {
-    cut = select_cut(node, weight_of(node), k_left);
+    cut = select_cut(node, node.weight, k_left);
     move_left_first(node, cut);
   }
-  children[0] = Node{node.begin, node.begin + cut, k_left, node.first_piece};
-  children[1] = Node{node.begin + cut, node.end, node.k - k_left, node.first_piece + k_left};
+  children[0] = Node{node.begin, node.begin + cut, k_left, node.first_piece, {}, 0};
+  children[1] = Node{node.begin + cut, node.end, node.k - k_left, node.first_piece + k_left, {}, 0};
+  sum_children(node, children);
+}
+
+// The smaller child's sums from its rows (with every thread outside parallel
+// regions), the other's by difference.
+void Partitioner::sum_children(const Node& parent, Node* children) const {
+  Node& small = children[0].size() <= children[1].size() ? children[0] : children[1];
+  Node& large = &small == &children[0] ? children[1] : children[0];
+  sum_rows(small);
+  large.sums.resize(parent.sums.size());
+  for (size_t d = 0; d < parent.sums.size(); ++d)
+    large.sums[d] = parent.sums[d] - small.sums[d];
+  large.weight = parent.weight - small.weight;
 }
 
 // The position of the member farthest from the point keyed_ was keyed by; ties go
@@ -549,9 +562,10 @@ void Partitioner::emit_leaf(const Node& node) {
   PartitionPiece& piece = pieces_[node.first_piece];
   piece.members.assign(index_.begin() + node.begin, index_.begin() + node.end);
   std::sort(piece.members.begin(), piece.members.end());
-  piece.weight = weight_of(node);
+  piece.weight = node.weight;
   piece.centroid.resize(static_cast<size_t>(local_.dim));
-  exact_mean(local_, positions(node), fp_, piece.centroid);
+  for (size_t d = 0; d < piece.centroid.size(); ++d)
+    piece.centroid[d] = fp_.mean(node.sums[d], node.weight);
 }
 
 // As many members as centroids: each member is a piece, in ascending index order

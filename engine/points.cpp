@@ -300,34 +300,43 @@ void add_members(const PointSet& points, std::span<const uint32_t> members, int6
 // Integer sums are exact, so any split of the members between threads gives the
 // same sums. Small sets, and calls from inside a parallel region, stay on the
 // calling thread without touching the OpenMP runtime (this runs once per cluster).
+uint64_t exact_sums(const PointSet& points, std::span<const uint32_t> members, const FixedPoint& fp,
+                    std::span<int64_t> sums) {
+  PGKM_ASSERT(sums.size() == static_cast<size_t>(points.dim) && points.dim <= 64);
+  const auto dim = static_cast<size_t>(points.dim);
+  const auto m = static_cast<int64_t>(members.size());
+  std::fill(sums.begin(), sums.end(), 0);
+  uint64_t count = 0;
+  if (m < kParallelMin || omp_in_parallel()) {
+    add_members(points, members, 0, m, fp, sums.data(), count);
+    return count;
+  }
+#pragma omp parallel
+  {
+    int64_t local[64] = {};
+    uint64_t local_count = 0;
+    const int threads = omp_get_num_threads();
+    const int t = omp_get_thread_num();
+    add_members(points, members, m * t / threads, m * (t + 1) / threads, fp, local, local_count);
+#pragma omp critical(pgkm_exact_sums)
+    {
+      for (size_t d = 0; d < dim; ++d)
+        sums[d] += local[d];
+      count += local_count;
+    }
+  }
+  return count;
+}
+
 void exact_mean(const PointSet& points, std::span<const uint32_t> members, const FixedPoint& fp,
                 std::span<float> out) {
   PGKM_ASSERT(!members.empty() && out.size() == static_cast<size_t>(points.dim));
   PGKM_ASSERT(points.dim <= 64);
-  const auto dim = static_cast<size_t>(points.dim);
-  const auto m = static_cast<int64_t>(members.size());
-  int64_t sums[64] = {};
-  uint64_t count = 0;
-  if (m < kParallelMin || omp_in_parallel()) {
-    add_members(points, members, 0, m, fp, sums, count);
-  } else {
-#pragma omp parallel
-    {
-      int64_t local[64] = {};
-      uint64_t local_count = 0;
-      const int threads = omp_get_num_threads();
-      const int t = omp_get_thread_num();
-      add_members(points, members, m * t / threads, m * (t + 1) / threads, fp, local, local_count);
-#pragma omp critical(pgkm_exact_mean)
-      {
-        for (size_t d = 0; d < dim; ++d)
-          sums[d] += local[d];
-        count += local_count;
-      }
-    }
-  }
-  for (size_t d = 0; d < dim; ++d)
-    out[d] = fp.mean(sums[d], count);
+  int64_t sums[64];
+  const std::span<int64_t> s(sums, static_cast<size_t>(points.dim));
+  const uint64_t count = exact_sums(points, members, fp, s);
+  for (size_t d = 0; d < s.size(); ++d)
+    out[d] = fp.mean(s[d], count);
 }
 
 }  // namespace pgkm
