@@ -376,37 +376,64 @@ std::vector<Range> find_dense_clusters(const PointSet& input, std::span<const En
   return dense;
 }
 
+// Points per partial sum of initial_epsilon: a fixed chunking, so the partial
+// sums, and their sum in chunk order, are the same bits for any thread count.
+constexpr int64_t kSumChunk = 4096;
+
+// sum over chunks c, in order, of f(begin, end) for the chunk's points; f returns
+// its partial sums in `out` [width].
+template <typename F>
+std::vector<double> chunked_sums(int64_t n, size_t width, F f) {
+  const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
+  std::vector<double> partial(static_cast<size_t>(chunks) * width, 0.0);
+#pragma omp parallel for schedule(static) if (n >= kParallelTask)
+  for (int64_t c = 0; c < chunks; ++c) {
+    f(c * kSumChunk, std::min(n, (c + 1) * kSumChunk), partial.data() + c * width);
+  }
+  std::vector<double> total(width, 0.0);
+  for (int64_t c = 0; c < chunks; ++c) {
+    for (size_t j = 0; j < width; ++j)
+      total[j] += partial[static_cast<size_t>(c) * width + j];
+  }
+  return total;
+}
+
 // The starting epsilon: initial_epsilon_scale * rms_radius * K^(-1/dim). K cells
 // covering data of root-mean-square radius R have a typical radius of about
 // R * K^(-1/dim); points much closer together than one cell are the "dense
 // clusters that should intuitively be represented by the same centroid", and
 // Eq. 2 can only shrink epsilon, so it must start at a sensible scale. Sums run
-// sequentially in index order, so the value is reproducible.
+// in index order within fixed chunks, so the value is reproducible.
 double initial_epsilon(const PointSet& points, int64_t n_centroids, double scale) {
-  const int dim = points.dim;
-  std::vector<double> mean(static_cast<size_t>(dim), 0.0);
-  double total = 0.0;
-  for (int64_t i = 0; i < points.size(); ++i) {
-    const double w = points.weight[static_cast<size_t>(i)];
-    const std::span<const float> r = points.row(i);
-    for (int j = 0; j < dim; ++j)
-      mean[static_cast<size_t>(j)] += w * r[static_cast<size_t>(j)];
-    total += w;
-  }
-  for (double& m : mean)
-    m /= total;
-  double sum_sq = 0.0;
-  for (int64_t i = 0; i < points.size(); ++i) {
-    const std::span<const float> r = points.row(i);
-    double d2 = 0.0;
-    for (int j = 0; j < dim; ++j) {
-      const double diff = r[static_cast<size_t>(j)] - mean[static_cast<size_t>(j)];
-      d2 += diff * diff;
-    }
-    sum_sq += points.weight[static_cast<size_t>(i)] * d2;
-  }
+  const auto dim = static_cast<size_t>(points.dim);
+  // [0, dim): weighted coordinate sums; [dim]: total weight.
+  std::vector<double> mean =
+      chunked_sums(points.size(), dim + 1, [&](int64_t begin, int64_t end, double* out) {
+        for (int64_t i = begin; i < end; ++i) {
+          const double w = points.weight[static_cast<size_t>(i)];
+          const std::span<const float> r = points.row(i);
+          for (size_t j = 0; j < dim; ++j)
+            out[j] += w * r[j];
+          out[dim] += w;
+        }
+      });
+  const double total = mean[dim];
+  for (size_t j = 0; j < dim; ++j)
+    mean[j] /= total;
+  const double sum_sq =
+      chunked_sums(points.size(), 1, [&](int64_t begin, int64_t end, double* out) {
+        for (int64_t i = begin; i < end; ++i) {
+          const std::span<const float> r = points.row(i);
+          double d2 = 0.0;
+          for (size_t j = 0; j < dim; ++j) {
+            const double diff = r[j] - mean[j];
+            d2 += diff * diff;
+          }
+          out[0] += points.weight[static_cast<size_t>(i)] * d2;
+        }
+      })[0];
   const double rms_radius = std::sqrt(sum_sq / total);
-  return scale * rms_radius * std::pow(static_cast<double>(n_centroids), -1.0 / dim);
+  return scale * rms_radius * std::pow(static_cast<double>(n_centroids), -1.0 / points.dim);
 }
 
 // The dense clusters seen from the input points.
