@@ -309,6 +309,29 @@ void drain_all(Work& w, double eps, std::span<const Range> tasks, std::vector<Ra
   }
 }
 
+// Sorts and splits each of `tasks` on one thread, with one thread per task; the
+// dense clusters and rings are appended in task order, as a serial loop would.
+void split_each(Work& w, double eps, std::span<const Range> tasks, std::vector<Range>& dense,
+                std::vector<Range>& rings) {
+  const auto count = static_cast<int64_t>(tasks.size());
+  std::vector<std::vector<Range>> found(tasks.size());
+  std::vector<std::vector<Range>> next(tasks.size());
+#pragma omp parallel
+  {
+    std::vector<Entry> tmp;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < count; ++t) {
+      const auto i = static_cast<size_t>(t);
+      sort_task(w, tasks[i], tmp);
+      split_task(w.entries, tasks[i], eps, found[i], next[i]);
+    }
+  }
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    dense.insert(dense.end(), found[i].begin(), found[i].end());
+    rings.insert(rings.end(), next[i].begin(), next[i].end());
+  }
+}
+
 // Input point 0 is the top-level anchor (Algorithm 3 calls Algorithm 4 with
 // anchor index 0), so no random choice is needed and the order does not depend
 // on epsilon: Eq. 2's retries reuse it.
@@ -356,22 +379,25 @@ std::vector<Range> find_dense_clusters(const PointSet& input, std::span<const En
   // The root's rows were gathered, sorted, into buffer 0; splitting the root as
   // if it had read buffer 1 sends its rings to buffer 0.
   split_task(w.entries, {0, n, 1}, eps, dense, tasks);
-  // Rings are disjoint. Large ones are sorted one at a time by all threads and
-  // their rings join the next round; the others are drained whole, in parallel.
+  // Rings are disjoint. Small ones are drained whole, in parallel. Large ones are
+  // sorted and split, and their rings join the next round: one at a time by all
+  // threads while there are few, else one per thread.
   std::vector<Entry> tmp;
   while (!tasks.empty()) {
-    std::vector<Range> next;
+    std::vector<Range> large;
     std::vector<Range> small;
-    for (const Range& task : tasks) {
-      if (task.size() < kParallelTask) {
-        small.push_back(task);
-        continue;
+    for (const Range& task : tasks)
+      (task.size() < kParallelTask ? small : large).push_back(task);
+    tasks.clear();
+    if (static_cast<int64_t>(large.size()) < 2 * omp_get_max_threads()) {
+      for (const Range& task : large) {
+        sort_task_parallel(w, task, tmp);
+        split_task(w.entries, task, eps, dense, tasks);
       }
-      sort_task_parallel(w, task, tmp);
-      split_task(w.entries, task, eps, dense, next);
+    } else {
+      split_each(w, eps, large, dense, tasks);
     }
     drain_all(w, eps, small, dense);
-    tasks = std::move(next);
   }
   return dense;
 }

@@ -281,6 +281,24 @@ TEST(SetupThreads, ExactMeanOfManyMembersAtEveryThreadCount) {
 
 // ---- consolidate_dense_weights ----
 
+// The origin, then `count` circles of `per_circle` points around it at radii 10,
+// 20, ... (radial jitter 1e-3): each circle is one ring of the origin's task, so a
+// round holds `count` large rings.
+std::vector<float> circles(int count, int per_circle) {
+  std::mt19937 gen(23);
+  std::uniform_real_distribution<float> angle(0.f, 6.2831853f);
+  std::uniform_real_distribution<float> jitter(-5e-4f, 5e-4f);
+  std::vector<float> x{0.f, 0.f};
+  for (int c = 1; c <= count; ++c) {
+    for (int i = 0; i < per_circle; ++i) {
+      const float a = angle(gen);
+      const float r = 10.f * static_cast<float>(c) + jitter(gen);
+      x.insert(x.end(), {r * std::cos(a), r * std::sin(a)});
+    }
+  }
+  return x;
+}
+
 void expect_same(const DwcResult& a, const DwcResult& b, const std::string& what) {
   EXPECT_EQ(a.points.dim, b.points.dim) << what;
   EXPECT_EQ(bits_of(a.points.x), bits_of(b.points.x)) << what;
@@ -312,6 +330,7 @@ TEST(SetupThreads, ConsolidationAtEveryThreadCount) {
   cases.push_back({"embedding-like", weight_like(120000 * 16, 15), 16, 768, false});
   cases.push_back({"embedding-like", weight_like(400000 * 16, 16), 16, 768, false});
   cases.push_back({"duplicated", duplicated(400000, 4, 60000, 17), 4, 1024, true});
+  cases.push_back({"circles", circles(10, 34000), 2, 256, true});
   for (const Case& c : cases) {
     const Deduplicated distinct = deduplicate(c.x, c.dim);
     const FixedPoint fp =
