@@ -17,9 +17,12 @@
 //   dwc        consolidate_dense_weights (algorithm pg)
 //   partition  partition_guided over all consolidated points (pre-assignment)
 // Reported per phase and thread count: the median over repeats (seconds), and the
-// ratio of the first thread count's median to each other's (the speed-up).
+// ratio of the first thread count's median to each other's (the speed-up); then
+// the median CPU time / wall time of a whole run ("cores used"), which shows
+// whether the threads had cores to run on.
 // Repeats interleave thread counts, so load from other users hits all of them alike.
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -111,8 +114,17 @@ uint64_t fingerprint(const std::vector<T>& v, uint64_t h = 0xCBF29CE484222325ull
   return h;
 }
 
+// CPU seconds (user + system) this process has used so far, all threads.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
 struct Run {
   double seconds[kPhaseCount] = {};
+  double cores = 0;  // CPU seconds / wall seconds over the whole run
   uint64_t digest = 0;
   int64_t distinct = 0;
   int64_t consolidated = 0;
@@ -127,7 +139,9 @@ double since(Clock::time_point& t) {
 
 Run run_once(const Shape& s, const pgkm::WeightView& view) {
   Run r;
-  auto t = Clock::now();
+  const double cpu_start = cpu_seconds();
+  const auto start = Clock::now();
+  auto t = start;
   const pgkm::BlockLayout layout = pgkm::make_block_layout(view.name, view.shape, s.block_size);
   const std::vector<float> vectors = pgkm::extract_subvectors(view, layout);
   r.seconds[0] = since(t);
@@ -144,6 +158,7 @@ Run run_once(const Shape& s, const pgkm::WeightView& view) {
     all[i] = static_cast<uint32_t>(i);
   const auto pieces = pgkm::partition_guided(dwc.points, all, std::min(s.k, dwc.points.size()), fp);
   r.seconds[4] = since(t);
+  r.cores = (cpu_seconds() - cpu_start) / std::chrono::duration<double>(t - start).count();
 
   uint64_t h = fingerprint(vectors);
   h = fingerprint(distinct.points.x, h);
@@ -179,8 +194,7 @@ std::vector<int> parse_threads(const std::string& list) {
 }
 
 // Runs one shape at every thread count; returns false when the outputs differ.
-bool bench_shape(const Shape& s, const std::vector<int>& threads, int repeats,
-                 pgkm::DType dtype) {
+bool bench_shape(const Shape& s, const std::vector<int>& threads, int repeats, pgkm::DType dtype) {
   const std::vector<std::byte> bytes = make_weight(s, dtype);
   const pgkm::WeightView view{s.name, dtype, {s.rows, s.cols}, bytes};
   std::map<int, std::vector<Run>> runs;
@@ -221,6 +235,14 @@ bool bench_shape(const Shape& s, const std::vector<int>& threads, int repeats,
       std::printf("  %10.2fx", med[0] / med[i]);
     std::printf("\n");
   }
+  std::printf("%-10s", "cores used");
+  for (int t : threads) {
+    std::vector<double> v;
+    for (const Run& r : runs[t])
+      v.push_back(r.cores);
+    std::printf("  %9.2f  ", median(v));
+  }
+  std::printf("   (CPU time / wall time; below the thread count: waits or a loaded machine)\n");
   bool same = true;
   for (const auto& [t, rs] : runs) {
     for (const Run& r : rs)
