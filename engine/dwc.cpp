@@ -13,10 +13,12 @@
 //
 // Tasks only ever reorder their own slice of one shared array of entries, so each
 // dense cluster is a contiguous range of that array, and sibling rings can be
-// processed by different threads without changing the result. Large tasks are
-// instead processed one at a time with every thread sorting: ordering by
+// processed by different threads without changing the result. Small tasks are
+// drained whole, one thread per group of tasks; large tasks go round by round,
+// each sorted by every thread while a round has few of them (ordering by
 // (distance, point) is a strict total order, so a parallel sort gives the serial
-// sort's result. The output is built from the set of dense clusters alone.
+// sort's result), else one per thread. The output is built from the set of dense
+// clusters alone, numbered by smallest input index.
 #include "engine/dwc.h"
 
 #include <omp.h>
