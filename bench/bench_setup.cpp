@@ -2,11 +2,12 @@
 // quantize_layer do before the first Lloyd iteration), at several thread counts in
 // the same run, with a check that every thread count produced the same bits.
 //
-//   bench_setup [--shape embed|fc|all] [--threads 1,2] [--repeats 5] [--dtype F32|F16|BF16]
+//   bench_setup [--shape embed,fc] [--threads 1,2] [--repeats 5] [--dtype F32|F16|BF16]
 //
 // Shapes (configs/roberta_base.yaml): "embed" is RoBERTa's word embedding [50265, 768]
 // at b=16, K=768 (2,412,720 subvectors); "fc" is a [3072, 768] linear weight at b=4,
-// K=3072 (589,824 subvectors). The weights are made here the way
+// K=3072 (589,824 subvectors); "llama" (not run by default) is a LLaMA-7B attention
+// projection [4096, 4096] at b=8, K=256 (2,097,152 subvectors). The weights are made here the way
 // bench/make_roberta_model.py makes them: normal(0, 0.02) with 0.1% of the entries
 // scaled by 5..10 (outliers) and, for the embedding, a zero padding row.
 //
@@ -58,6 +59,7 @@ struct Shape {
 const Shape kShapes[] = {
     {"embed", 50265, 768, 16, 768, true},
     {"fc", 3072, 768, 4, 3072, false},
+    {"llama", 4096, 4096, 8, 256, false},
 };
 
 const char* kPhases[] = {"extract", "dedup", "scale", "dwc", "partition"};
@@ -65,7 +67,7 @@ constexpr int kPhaseCount = 5;
 
 [[noreturn]] void usage(const std::string& msg) {
   std::fprintf(stderr,
-               "bench_setup: %s\nusage: bench_setup [--shape embed|fc|all] [--threads 1,2] "
+               "bench_setup: %s\nusage: bench_setup [--shape embed,fc,llama] [--threads 1,2] "
                "[--repeats 5] [--dtype F32|F16|BF16]\n",
                msg.c_str());
   std::exit(2);
@@ -256,7 +258,7 @@ bool bench_shape(const Shape& s, const std::vector<int>& threads, int repeats, p
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string shape = "all";
+  std::vector<std::string> shapes{"embed", "fc"};
   std::vector<int> threads{1, 2};
   int repeats = 5;
   pgkm::DType dtype = pgkm::DType::F32;
@@ -265,7 +267,11 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) usage(key + " needs a value");
     const std::string value = argv[++i];
     if (key == "--shape") {
-      shape = value;
+      shapes.clear();
+      std::stringstream in(value);
+      std::string item;
+      while (std::getline(in, item, ','))
+        shapes.push_back(item);
     } else if (key == "--threads") {
       threads = parse_threads(value);
     } else if (key == "--repeats") {
@@ -288,12 +294,15 @@ int main(int argc, char** argv) {
   std::printf("bench_setup: %d repeats, medians; omp_get_num_procs() = %d\n", repeats,
               omp_get_num_procs());
   bool ok = true;
-  bool any = false;
-  for (const Shape& s : kShapes) {
-    if (shape != "all" && shape != s.name) continue;
-    any = true;
-    ok = bench_shape(s, threads, repeats, dtype) && ok;
+  for (const std::string& name : shapes) {
+    const auto s = std::find_if(std::begin(kShapes), std::end(kShapes),
+                                [&](const Shape& shape) { return shape.name == name; });
+    if (s == std::end(kShapes)) usage("unknown shape '" + name + "'");
   }
-  if (!any) usage("unknown shape '" + shape + "'");
+  for (const std::string& name : shapes) {
+    for (const Shape& s : kShapes) {
+      if (s.name == name) ok = bench_shape(s, threads, repeats, dtype) && ok;
+    }
+  }
   return ok ? 0 : 1;
 }
