@@ -15,9 +15,9 @@
 // dense cluster is a contiguous range of that array, and sibling rings can be
 // processed by different threads without changing the result. Small tasks are
 // drained whole, one thread per group of tasks; large tasks go round by round,
-// each sorted by every thread while a round has few of them (ordering by
-// (distance, point) is a strict total order, so a parallel sort gives the serial
-// sort's result), else one per thread. The output is built from the set of dense
+// one per thread, except those too big to share out evenly, which every thread
+// sorts together (ordering by (distance, point) is a strict total order, so a
+// parallel sort gives the serial sort's result). The output is built from the set of dense
 // clusters alone, numbered by smallest input index.
 #include "engine/dwc.h"
 
@@ -29,6 +29,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <span>
 #include <utility>
 
@@ -311,19 +312,24 @@ void drain_all(Work& w, double eps, std::span<const Range> tasks, std::vector<Ra
   }
 }
 
-// Sorts and splits each of `tasks` on one thread, with one thread per task; the
-// dense clusters and rings are appended in task order, as a serial loop would.
+// Sorts and splits each of `tasks` on one thread, with one thread per task,
+// largest first; the dense clusters and rings are appended in task order, as a
+// serial loop would.
 void split_each(Work& w, double eps, std::span<const Range> tasks, std::vector<Range>& dense,
                 std::vector<Range>& rings) {
   const auto count = static_cast<int64_t>(tasks.size());
+  std::vector<size_t> largest_first(tasks.size());
+  std::iota(largest_first.begin(), largest_first.end(), size_t{0});
+  std::stable_sort(largest_first.begin(), largest_first.end(),
+                   [&](size_t a, size_t b) { return tasks[a].size() > tasks[b].size(); });
   std::vector<std::vector<Range>> found(tasks.size());
   std::vector<std::vector<Range>> next(tasks.size());
-#pragma omp parallel
+#pragma omp parallel if (count > 1)
   {
     std::vector<Entry> tmp;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < count; ++t) {
-      const auto i = static_cast<size_t>(t);
+      const size_t i = largest_first[static_cast<size_t>(t)];
       sort_task(w, tasks[i], tmp);
       split_task(w.entries, tasks[i], eps, found[i], next[i]);
     }
@@ -382,23 +388,30 @@ std::vector<Range> find_dense_clusters(const PointSet& input, std::span<const En
   // if it had read buffer 1 sends its rings to buffer 0.
   split_task(w.entries, {0, n, 1}, eps, dense, tasks);
   // Rings are disjoint. Small ones are drained whole, in parallel. Large ones are
-  // sorted and split, and their rings join the next round: one at a time by all
-  // threads while there are few, else one per thread.
+  // sorted and split, and their rings join the next round: those too big to
+  // share out evenly (over 1/(2 * threads) of the round's large points) one at a
+  // time by all threads, the others one per thread.
   std::vector<Entry> tmp;
   while (!tasks.empty()) {
     std::vector<Range> large;
     std::vector<Range> small;
-    for (const Range& task : tasks)
+    int64_t large_points = 0;
+    for (const Range& task : tasks) {
       (task.size() < kParallelTask ? small : large).push_back(task);
-    tasks.clear();
-    if (static_cast<int64_t>(large.size()) < 2 * omp_get_max_threads()) {
-      for (const Range& task : large) {
-        sort_task_parallel(w, task, tmp);
-        split_task(w.entries, task, eps, dense, tasks);
-      }
-    } else {
-      split_each(w, eps, large, dense, tasks);
+      large_points += task.size() < kParallelTask ? 0 : task.size();
     }
+    tasks.clear();
+    const int64_t huge = large_points / (2 * omp_get_max_threads());
+    std::vector<Range> shared;
+    for (const Range& task : large) {
+      if (task.size() <= huge) {
+        shared.push_back(task);
+        continue;
+      }
+      sort_task_parallel(w, task, tmp);
+      split_task(w.entries, task, eps, dense, tasks);
+    }
+    split_each(w, eps, shared, dense, tasks);
     drain_all(w, eps, small, dense);
   }
   return dense;
