@@ -3,9 +3,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstddef>
+#include <cstdlib>
 #include <limits>
 
 #include "core/errors.h"
@@ -584,6 +586,50 @@ void Partitioner::emit_singletons(const Node& node) {
   }
 }
 
+// Whether every member is a valid, distinct index with weight >= 1 and finite
+// coordinates (NaN would break the strict ordering by distance that selection
+// relies on); sets their total weight. On all threads for large sets.
+bool members_valid(const PointSet& points, std::span<const uint32_t> members,
+                   uint64_t& total_weight) {
+  const auto m = static_cast<int64_t>(members.size());
+  std::vector<uint8_t> seen(static_cast<size_t>(points.size()), 0);
+  bool ok = true;
+  uint64_t total = 0;
+#pragma omp parallel for schedule(static) reduction(&& : ok) reduction(+ : total) \
+    if (m >= kParallelMinMembers)
+  for (int64_t k = 0; k < m; ++k) {
+    const uint32_t i = members[static_cast<size_t>(k)];
+    if (i >= points.size() ||
+        std::atomic_ref<uint8_t>(seen[i]).exchange(1, std::memory_order_relaxed) != 0 ||
+        points.weight[i] == 0) {
+      ok = false;
+      continue;
+    }
+    total += points.weight[i];
+    for (float v : points.row(i))
+      ok = ok && std::isfinite(v);
+  }
+  total_weight = total;
+  return ok;
+}
+
+// The error members_valid found, named for the first bad member in member order.
+[[noreturn]] void throw_member_error(const PointSet& points, std::span<const uint32_t> members) {
+  std::vector<bool> seen(static_cast<size_t>(points.size()), false);
+  for (uint32_t i : members) {
+    PGKM_EXPECTS(i < points.size(), kContext, "member index ", i, " >= number of points ",
+                 points.size());
+    PGKM_EXPECTS(!seen[i], kContext, "member index ", i, " appears more than once");
+    seen[i] = true;
+    PGKM_EXPECTS(points.weight[i] >= 1, kContext, "point ", i, " has weight 0");
+    for (float v : points.row(i)) {
+      PGKM_EXPECTS(std::isfinite(v), kContext, "point ", i, " has a non-finite coordinate ", v);
+    }
+  }
+  PGKM_ASSERT(false, "members_valid found no error");
+  std::abort();
+}
+
 // Checks everything the bisection relies on, so that a bad call fails with an
 // InputError before any work (and never inside a parallel region).
 void validate(const PointSet& points, std::span<const uint32_t> members, int64_t k) {
@@ -594,20 +640,8 @@ void validate(const PointSet& points, std::span<const uint32_t> members, int64_t
   PGKM_EXPECTS(points.x.size() == static_cast<size_t>(points.size()) * points.dim, kContext,
                "point set has ", points.x.size(), " coordinates for ", points.size(),
                " points of dimension ", points.dim);
-  std::vector<bool> seen(static_cast<size_t>(points.size()), false);
   uint64_t total_weight = 0;
-  for (uint32_t i : members) {
-    PGKM_EXPECTS(i < points.size(), kContext, "member index ", i, " >= number of points ",
-                 points.size());
-    PGKM_EXPECTS(!seen[i], kContext, "member index ", i, " appears more than once");
-    seen[i] = true;
-    PGKM_EXPECTS(points.weight[i] >= 1, kContext, "point ", i, " has weight 0");
-    total_weight += points.weight[i];
-    for (float v : points.row(i)) {
-      // NaN would break the strict ordering by distance that selection relies on.
-      PGKM_EXPECTS(std::isfinite(v), kContext, "point ", i, " has a non-finite coordinate ", v);
-    }
-  }
+  if (!members_valid(points, members, total_weight)) throw_member_error(points, members);
   // Prefix weights are compared to targets scaled by a node's k.
   PGKM_EXPECTS(total_weight <= std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(k),
                kContext, "total weight ", total_weight, " times k=", k, " overflows 64 bits");

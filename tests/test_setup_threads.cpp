@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -442,6 +443,46 @@ TEST(PartitionThreads, SubsetInAnyOrderAtEveryThreadCount) {
   for (int threads : kThreadCounts) {
     expect_same(partition_at(threads, points, members, 500), one,
                 "threads " + std::to_string(threads));
+  }
+}
+
+// Bad members of a large set are found on all threads and reported, at every
+// thread count, as the first bad member in member order.
+TEST(PartitionThreads, BadMembersAreNamedAtEveryThreadCount) {
+  PointSet points;
+  points.dim = 4;
+  points.x = weight_like(60000 * 4, 22);
+  points.weight.assign(60000, 1);
+  const FixedPoint fp = FixedPoint::for_data(points.max_abs(), points.total_weight());
+  std::vector<uint32_t> members(50000);
+  std::iota(members.begin(), members.end(), 0u);
+  struct Case {
+    std::function<void(PointSet&, std::vector<uint32_t>&)> spoil;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](PointSet&, std::vector<uint32_t>& m) { m[40000] = 60000; },
+       "member index 60000 >= number of points 60000"},
+      {[](PointSet&, std::vector<uint32_t>& m) { m[45000] = m[30000]; },
+       "member index 30000 appears more than once"},
+      {[](PointSet& p, std::vector<uint32_t>&) { p.weight[41000] = 0; },
+       "point 41000 has weight 0"},
+      {[](PointSet& p, std::vector<uint32_t>&) {
+         p.x[4 * 42000 + 1] = std::numeric_limits<float>::infinity();
+         p.weight[43000] = 0;
+       },
+       "point 42000 has a non-finite coordinate inf"},
+  };
+  for (const Case& c : cases) {
+    PointSet spoiled = points;
+    std::vector<uint32_t> spoiled_members = members;
+    c.spoil(spoiled, spoiled_members);
+    for (int threads : kThreadCounts) {
+      const std::string error = with_threads(threads, [&] {
+        return error_of([&] { partition_guided(spoiled, spoiled_members, 8, fp); });
+      });
+      EXPECT_EQ(error, "partition_guided: " + c.message) << "threads " << threads;
+    }
   }
 }
 
