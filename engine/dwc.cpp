@@ -13,14 +13,23 @@
 //
 // Tasks only ever reorder their own slice of one shared array of entries, so each
 // dense cluster is a contiguous range of that array, and sibling rings can be
-// processed by different threads without changing the result.
+// processed by different threads without changing the result. Small tasks are
+// drained whole, one thread per group of tasks; large tasks go round by round,
+// one per thread, except those too big to share out evenly, which every thread
+// sorts together (ordering by (distance, point) is a strict total order, so a
+// parallel sort gives the serial sort's result). The output is built from the set of dense
+// clusters alone, numbered by smallest input index.
 #include "engine/dwc.h"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <numeric>
 #include <span>
 #include <utility>
 
@@ -30,6 +39,15 @@ namespace pgkm {
 namespace {
 
 constexpr uint32_t kNone = std::numeric_limits<uint32_t>::max();
+
+// Tasks (and loops over points) at least this large use every thread; smaller
+// tasks are drained whole by one thread, in groups of about this many points.
+constexpr int64_t kParallelTask = int64_t{1} << 15;
+
+// Where chunk c starts when [0, n) is cut into `chunks` contiguous chunks.
+int64_t chunk_begin(int64_t n, int64_t chunks, int64_t c) {
+  return c * (n / chunks) + std::min(c, n % chunks);
+}
 
 struct Entry {
   double dist;     // Euclidean distance to the current task's anchor
@@ -58,7 +76,9 @@ struct Range {
 struct Work {
   size_t dim = 0;
   std::vector<Entry> entries;
-  std::vector<float> rows[2];  // [entries.size(), dim] each
+  // [entries.size(), dim] each. Not value-initialised: the first writes (by the
+  // threads that use the rows) also map the pages.
+  std::unique_ptr<float[]> rows[2];
 };
 
 // Plain multiply-add in dimension order (no fma, no reassociation) so every
@@ -76,11 +96,90 @@ uint64_t distance_bits(const Entry& e) {
   return std::bit_cast<uint64_t>(e.dist);
 }
 
+// Sorts each run of equal distance in v[begin, end) by point; a run that starts
+// before `begin` belongs to whoever sorts the range before it.
+void sort_ties(std::span<Entry> v, size_t begin, size_t end) {
+  size_t first = begin;
+  while (first > 0 && first < v.size() && v[first].dist == v[first - 1].dist)
+    ++first;
+  while (first < end) {
+    size_t last = first + 1;
+    while (last < v.size() && v[last].dist == v[first].dist)
+      ++last;
+    if (last - first > 1) std::sort(v.begin() + first, v.begin() + last);
+    first = last;
+  }
+}
+
+// One stable counting pass of an LSD radix sort on byte d of the distance,
+// src -> dst, split into chunks: each chunk counts its entries, then scatters them
+// to its own offsets (after those of lower buckets and of earlier chunks in the
+// same bucket), so the pass is the serial pass whatever the chunking.
+void radix_pass(std::span<const Entry> src, std::span<Entry> dst, size_t d, int chunks,
+                std::vector<std::array<size_t, 256>>& count) {
+  const auto n = static_cast<int64_t>(src.size());
+  const auto digit = [d](const Entry& e) { return (distance_bits(e) >> (8 * d)) & 255; };
+#pragma omp parallel for schedule(static, 1) if (chunks > 1)
+  for (int c = 0; c < chunks; ++c) {
+    count[c].fill(0);
+    for (int64_t i = chunk_begin(n, chunks, c); i < chunk_begin(n, chunks, c + 1); ++i)
+      ++count[c][digit(src[static_cast<size_t>(i)])];
+  }
+  size_t offset = 0;
+  for (size_t bucket = 0; bucket < 256; ++bucket) {
+    for (int c = 0; c < chunks; ++c)
+      offset += std::exchange(count[c][bucket], offset);
+  }
+#pragma omp parallel for schedule(static, 1) if (chunks > 1)
+  for (int c = 0; c < chunks; ++c) {
+    for (int64_t i = chunk_begin(n, chunks, c); i < chunk_begin(n, chunks, c + 1); ++i) {
+      const Entry& e = src[static_cast<size_t>(i)];
+      dst[count[c][digit(e)]++] = e;
+    }
+  }
+}
+
+// sort_entries with every thread: an LSD radix sort whose passes are split into
+// one chunk per thread, then the runs of equal distance sorted by point.
+void sort_entries_parallel(std::span<Entry> v, std::vector<Entry>& tmp) {
+  const auto n = static_cast<int64_t>(v.size());
+  const int chunks = omp_get_max_threads();
+  // Bytes that all keys share would leave the order as it is: skip them.
+  uint64_t all_and = ~uint64_t{0};
+  uint64_t all_or = 0;
+#pragma omp parallel for schedule(static) reduction(& : all_and) reduction(| : all_or)
+  for (int64_t i = 0; i < n; ++i) {
+    all_and &= distance_bits(v[static_cast<size_t>(i)]);
+    all_or |= distance_bits(v[static_cast<size_t>(i)]);
+  }
+  const uint64_t varying = all_and ^ all_or;
+  if (tmp.size() < v.size()) tmp.resize(v.size());
+  std::vector<std::array<size_t, 256>> count(static_cast<size_t>(chunks));
+  std::span<Entry> src = v;
+  std::span<Entry> dst(tmp.data(), v.size());
+  for (size_t d = 0; d < 8; ++d) {
+    if (((varying >> (8 * d)) & 255) == 0) continue;
+    radix_pass(src, dst, d, chunks, count);
+    std::swap(src, dst);
+  }
+  if (src.data() != v.data()) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i)
+      v[static_cast<size_t>(i)] = src[static_cast<size_t>(i)];
+  }
+#pragma omp parallel for schedule(static, 1)
+  for (int c = 0; c < chunks; ++c) {
+    sort_ties(v, static_cast<size_t>(chunk_begin(n, chunks, c)),
+              static_cast<size_t>(chunk_begin(n, chunks, c + 1)));
+  }
+}
+
 // Sorts by (dist, point): the same order as std::sort with Entry::operator<, but
 // large tasks use a stable LSD radix sort on the distance bits (non-negative
 // doubles order like their bit patterns), about three times faster; sorting is
 // most of the run time on large layers. Runs of equal distance are then ordered
-// by point.
+// by point. (dist, point) is a strict total order, so sort_entries_parallel gives
+// the same result.
 void sort_entries(std::span<Entry> v, std::vector<Entry>& tmp) {
   constexpr size_t kRadixFrom = 1024;
   if (v.size() < kRadixFrom) {
@@ -107,34 +206,56 @@ void sort_entries(std::span<Entry> v, std::vector<Entry>& tmp) {
     std::swap(src, dst);
   }
   if (src.data() != v.data()) std::copy(src.begin(), src.end(), v.begin());
-  for (auto first = v.begin(); first != v.end();) {
-    const auto last =
-        std::find_if(first, v.end(), [&](const Entry& e) { return e.dist != first->dist; });
-    if (last - first > 1) std::sort(first, last);
-    first = last;
-  }
+  sort_ties(v, 0, v.size());
+}
+
+// Entry k of a task whose rows start at `rows`: its distance to the anchor (row 0).
+void key_entry(const float* rows, size_t dim, size_t k, Entry& e) {
+  e.dist = distance(rows, rows + k * dim, dim);
+  e.slot = static_cast<uint32_t>(k);
+}
+
+// Row k of a sorted task: the row its entry came from.
+void copy_sorted_row(const float* rows, size_t dim, size_t k, const Entry& e, float* sorted_rows) {
+  // A plain loop: std::copy_n of a short row becomes a memmove call per row.
+  const float* from = rows + e.slot * dim;
+  for (size_t j = 0; j < dim; ++j)
+    sorted_rows[k * dim + j] = from[j];
 }
 
 // Algorithm 5, line 2: sorts a task by distance to its first point and writes its
-// rows, in the new order, to the other buffer.
+// rows, in the new order, to the other buffer. No OpenMP construct here: this runs
+// once per task, and even an inactive parallel region costs a runtime call.
 void sort_task(Work& w, Range task, std::vector<Entry>& tmp) {
   const size_t dim = w.dim;
   const auto b = static_cast<size_t>(task.begin);
   const auto n = static_cast<size_t>(task.size());
-  const float* rows = w.rows[task.buffer].data() + b * dim;
-  float* sorted_rows = w.rows[1 - task.buffer].data() + b * dim;
+  const float* rows = w.rows[task.buffer].get() + b * dim;
+  float* sorted_rows = w.rows[1 - task.buffer].get() + b * dim;
   const std::span<Entry> entries(w.entries.data() + b, n);
-  for (size_t k = 0; k < n; ++k) {
-    entries[k].dist = distance(rows, rows + k * dim, dim);
-    entries[k].slot = static_cast<uint32_t>(k);
-  }
+  for (size_t k = 0; k < n; ++k)
+    key_entry(rows, dim, k, entries[k]);
   sort_entries(entries, tmp);
-  // A plain loop: std::copy_n of a short row becomes a memmove call per row.
-  for (size_t k = 0; k < n; ++k) {
-    const float* from = rows + entries[k].slot * dim;
-    for (size_t j = 0; j < dim; ++j)
-      sorted_rows[k * dim + j] = from[j];
-  }
+  for (size_t k = 0; k < n; ++k)
+    copy_sorted_row(rows, dim, k, entries[k], sorted_rows);
+}
+
+// sort_task for one large task, with every thread.
+void sort_task_parallel(Work& w, Range task, std::vector<Entry>& tmp) {
+  const size_t dim = w.dim;
+  const auto b = static_cast<size_t>(task.begin);
+  const auto n = static_cast<int64_t>(task.size());
+  const float* rows = w.rows[task.buffer].get() + b * dim;
+  float* sorted_rows = w.rows[1 - task.buffer].get() + b * dim;
+  const std::span<Entry> entries(w.entries.data() + b, static_cast<size_t>(n));
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < n; ++k)
+    key_entry(rows, dim, static_cast<size_t>(k), entries[static_cast<size_t>(k)]);
+  sort_entries_parallel(entries, tmp);
+#pragma omp parallel for schedule(static)
+  for (int64_t k = 0; k < n; ++k)
+    copy_sorted_row(rows, dim, static_cast<size_t>(k), entries[static_cast<size_t>(k)],
+                    sorted_rows);
 }
 
 // Algorithm 5's walk over a sorted task, plus Algorithm 4's test "anchor in
@@ -163,18 +284,81 @@ void drain(Work& w, double eps, std::vector<Range> stack, std::vector<Range>& de
   }
 }
 
+// Drains disjoint tasks on all threads: consecutive tasks of about kParallelTask
+// points in all form a group, drained by one thread; clusters are gathered per
+// group, so the list does not depend on the schedule.
+void drain_all(Work& w, double eps, std::span<const Range> tasks, std::vector<Range>& dense) {
+  std::vector<size_t> group_begin{0};
+  int64_t points = 0;
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    if (points >= kParallelTask) {
+      group_begin.push_back(t);
+      points = 0;
+    }
+    points += tasks[t].size();
+  }
+  group_begin.push_back(tasks.size());
+  const auto groups = static_cast<int64_t>(group_begin.size()) - 1;
+  std::vector<std::vector<Range>> found(static_cast<size_t>(groups));
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t g = 0; g < groups; ++g) {
+    const auto i = static_cast<size_t>(g);
+    const auto first = tasks.begin() + static_cast<ptrdiff_t>(group_begin[i]);
+    const auto last = tasks.begin() + static_cast<ptrdiff_t>(group_begin[i + 1]);
+    drain(w, eps, std::vector<Range>(first, last), found[i]);
+  }
+  for (const std::vector<Range>& f : found) {
+    dense.insert(dense.end(), f.begin(), f.end());
+  }
+}
+
+// Sorts and splits each of `tasks` on one thread, with one thread per task,
+// largest first; the dense clusters and rings are appended in task order, as a
+// serial loop would.
+void split_each(Work& w, double eps, std::span<const Range> tasks, std::vector<Range>& dense,
+                std::vector<Range>& rings) {
+  const auto count = static_cast<int64_t>(tasks.size());
+  std::vector<size_t> largest_first(tasks.size());
+  std::iota(largest_first.begin(), largest_first.end(), size_t{0});
+  std::stable_sort(largest_first.begin(), largest_first.end(),
+                   [&](size_t a, size_t b) { return tasks[a].size() > tasks[b].size(); });
+  std::vector<std::vector<Range>> found(tasks.size());
+  std::vector<std::vector<Range>> next(tasks.size());
+#pragma omp parallel if (count > 1)
+  {
+    std::vector<Entry> tmp;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < count; ++t) {
+      const size_t i = largest_first[static_cast<size_t>(t)];
+      sort_task(w, tasks[i], tmp);
+      split_task(w.entries, tasks[i], eps, found[i], next[i]);
+    }
+  }
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    dense.insert(dense.end(), found[i].begin(), found[i].end());
+    rings.insert(rings.end(), next[i].begin(), next[i].end());
+  }
+}
+
 // Input point 0 is the top-level anchor (Algorithm 3 calls Algorithm 4 with
 // anchor index 0), so no random choice is needed and the order does not depend
 // on epsilon: Eq. 2's retries reuse it.
 std::vector<Entry> sort_by_distance_to_first(const PointSet& input) {
   const auto dim = static_cast<size_t>(input.dim);
-  std::vector<Entry> root(static_cast<size_t>(input.size()));
-  for (size_t i = 0; i < root.size(); ++i) {
+  const int64_t n = input.size();
+  std::vector<Entry> root(static_cast<size_t>(n));
+#pragma omp parallel for schedule(static) if (n >= kParallelTask)
+  for (int64_t k = 0; k < n; ++k) {
+    const auto i = static_cast<size_t>(k);
     root[i] = {distance(input.x.data(), input.x.data() + i * dim, dim), static_cast<uint32_t>(i),
                0};
   }
   std::vector<Entry> tmp;
-  sort_entries(root, tmp);
+  if (n >= kParallelTask) {
+    sort_entries_parallel(root, tmp);
+  } else {
+    sort_entries(root, tmp);
+  }
   return root;
 }
 
@@ -182,31 +366,77 @@ std::vector<Entry> sort_by_distance_to_first(const PointSet& input) {
 // sorted `root`. Returns the dense clusters as ranges of w.entries.
 std::vector<Range> find_dense_clusters(const PointSet& input, std::span<const Entry> root,
                                        double eps, Work& w) {
+  const auto n = static_cast<int64_t>(root.size());
+  const bool parallel = n >= kParallelTask;
   w.dim = static_cast<size_t>(input.dim);
-  w.entries.assign(root.begin(), root.end());
-  for (std::vector<float>& rows : w.rows)
-    rows.resize(input.x.size());
-  for (size_t k = 0; k < root.size(); ++k) {
-    const std::span<const float> r = input.row(root[k].point);
-    std::copy(r.begin(), r.end(), w.rows[0].begin() + static_cast<int64_t>(k * w.dim));
+  if (w.entries.size() != root.size()) {
+    w.entries.resize(root.size());
+    for (std::unique_ptr<float[]>& rows : w.rows)
+      rows = std::make_unique_for_overwrite<float[]>(input.x.size());
+  }
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t k = 0; k < n; ++k) {
+    const auto i = static_cast<size_t>(k);
+    w.entries[i] = root[i];
+    const float* from = input.x.data() + root[i].point * w.dim;
+    for (size_t j = 0; j < w.dim; ++j)
+      w.rows[0][i * w.dim + j] = from[j];
   }
   std::vector<Range> dense;
-  std::vector<Range> rings;
+  std::vector<Range> tasks;
   // The root's rows were gathered, sorted, into buffer 0; splitting the root as
   // if it had read buffer 1 sends its rings to buffer 0.
-  split_task(w.entries, {0, static_cast<int64_t>(root.size()), 1}, eps, dense, rings);
-  // Top-level rings are disjoint, so threads may take them in any order; their
-  // clusters are gathered per ring, so the list does not depend on the schedule.
-  std::vector<std::vector<Range>> found(rings.size());
-  const auto n_rings = static_cast<int64_t>(rings.size());
-#pragma omp parallel for schedule(dynamic, 1)
-  for (int64_t r = 0; r < n_rings; ++r) {
-    drain(w, eps, {rings[static_cast<size_t>(r)]}, found[static_cast<size_t>(r)]);
-  }
-  for (const std::vector<Range>& f : found) {
-    dense.insert(dense.end(), f.begin(), f.end());
+  split_task(w.entries, {0, n, 1}, eps, dense, tasks);
+  // Rings are disjoint. Small ones are drained whole, in parallel. Large ones are
+  // sorted and split, and their rings join the next round: those too big to
+  // share out evenly (over 1/(2 * threads) of the round's large points) one at a
+  // time by all threads, the others one per thread.
+  std::vector<Entry> tmp;
+  while (!tasks.empty()) {
+    std::vector<Range> large;
+    std::vector<Range> small;
+    int64_t large_points = 0;
+    for (const Range& task : tasks) {
+      (task.size() < kParallelTask ? small : large).push_back(task);
+      large_points += task.size() < kParallelTask ? 0 : task.size();
+    }
+    tasks.clear();
+    const int64_t huge = large_points / (2 * omp_get_max_threads());
+    std::vector<Range> shared;
+    for (const Range& task : large) {
+      if (task.size() <= huge) {
+        shared.push_back(task);
+        continue;
+      }
+      sort_task_parallel(w, task, tmp);
+      split_task(w.entries, task, eps, dense, tasks);
+    }
+    split_each(w, eps, shared, dense, tasks);
+    drain_all(w, eps, small, dense);
   }
   return dense;
+}
+
+// Points per partial sum of initial_epsilon: a fixed chunking, so the partial
+// sums, and their sum in chunk order, are the same bits for any thread count.
+constexpr int64_t kSumChunk = 4096;
+
+// sum over chunks c, in order, of f(begin, end) for the chunk's points; f returns
+// its partial sums in `out` [width].
+template <typename F>
+std::vector<double> chunked_sums(int64_t n, size_t width, F f) {
+  const int64_t chunks = (n + kSumChunk - 1) / kSumChunk;
+  std::vector<double> partial(static_cast<size_t>(chunks) * width, 0.0);
+#pragma omp parallel for schedule(static) if (n >= kParallelTask)
+  for (int64_t c = 0; c < chunks; ++c) {
+    f(c * kSumChunk, std::min(n, (c + 1) * kSumChunk), partial.data() + c * width);
+  }
+  std::vector<double> total(width, 0.0);
+  for (int64_t c = 0; c < chunks; ++c) {
+    for (size_t j = 0; j < width; ++j)
+      total[j] += partial[static_cast<size_t>(c) * width + j];
+  }
+  return total;
 }
 
 // The starting epsilon: initial_epsilon_scale * rms_radius * K^(-1/dim). K cells
@@ -214,80 +444,141 @@ std::vector<Range> find_dense_clusters(const PointSet& input, std::span<const En
 // R * K^(-1/dim); points much closer together than one cell are the "dense
 // clusters that should intuitively be represented by the same centroid", and
 // Eq. 2 can only shrink epsilon, so it must start at a sensible scale. Sums run
-// sequentially in index order, so the value is reproducible.
+// in index order within fixed chunks, so the value is reproducible.
 double initial_epsilon(const PointSet& points, int64_t n_centroids, double scale) {
-  const int dim = points.dim;
-  std::vector<double> mean(static_cast<size_t>(dim), 0.0);
-  double total = 0.0;
-  for (int64_t i = 0; i < points.size(); ++i) {
-    const double w = points.weight[static_cast<size_t>(i)];
-    const std::span<const float> r = points.row(i);
-    for (int j = 0; j < dim; ++j)
-      mean[static_cast<size_t>(j)] += w * r[static_cast<size_t>(j)];
-    total += w;
-  }
-  for (double& m : mean)
-    m /= total;
-  double sum_sq = 0.0;
-  for (int64_t i = 0; i < points.size(); ++i) {
-    const std::span<const float> r = points.row(i);
-    double d2 = 0.0;
-    for (int j = 0; j < dim; ++j) {
-      const double diff = r[static_cast<size_t>(j)] - mean[static_cast<size_t>(j)];
-      d2 += diff * diff;
-    }
-    sum_sq += points.weight[static_cast<size_t>(i)] * d2;
-  }
+  const auto dim = static_cast<size_t>(points.dim);
+  // [0, dim): weighted coordinate sums; [dim]: total weight.
+  std::vector<double> mean =
+      chunked_sums(points.size(), dim + 1, [&](int64_t begin, int64_t end, double* out) {
+        for (int64_t i = begin; i < end; ++i) {
+          const double w = points.weight[static_cast<size_t>(i)];
+          const std::span<const float> r = points.row(i);
+          for (size_t j = 0; j < dim; ++j)
+            out[j] += w * r[j];
+          out[dim] += w;
+        }
+      });
+  const double total = mean[dim];
+  for (size_t j = 0; j < dim; ++j)
+    mean[j] /= total;
+  const double sum_sq =
+      chunked_sums(points.size(), 1, [&](int64_t begin, int64_t end, double* out) {
+        for (int64_t i = begin; i < end; ++i) {
+          const std::span<const float> r = points.row(i);
+          double d2 = 0.0;
+          for (size_t j = 0; j < dim; ++j) {
+            const double diff = r[j] - mean[j];
+            d2 += diff * diff;
+          }
+          out[0] += points.weight[static_cast<size_t>(i)] * d2;
+        }
+      })[0];
   const double rms_radius = std::sqrt(sum_sq / total);
-  return scale * rms_radius * std::pow(static_cast<double>(n_centroids), -1.0 / dim);
+  return scale * rms_radius * std::pow(static_cast<double>(n_centroids), -1.0 / points.dim);
 }
 
-void append_row(PointSet& out, std::span<const float> row, uint32_t weight) {
-  out.x.insert(out.x.end(), row.begin(), row.end());
-  out.weight.push_back(weight);
+// The dense clusters seen from the input points.
+struct ClusterIndex {
+  std::vector<uint32_t> cluster_of;  // [n] the point's dense cluster, or kNone
+  std::vector<uint32_t> leader;      // [clusters] the smallest input index of the cluster
+  std::vector<uint64_t> weight;      // [clusters] total input weight of the members
+  uint64_t heaviest = 0;             // the largest of `weight`
+};
+
+ClusterIndex index_clusters(const PointSet& input, std::span<const Entry> entries,
+                            std::span<const Range> dense) {
+  ClusterIndex index;
+  const int64_t n = input.size();
+  const auto clusters = static_cast<int64_t>(dense.size());
+  index.cluster_of.assign(static_cast<size_t>(n), kNone);
+  index.leader.resize(dense.size());
+  index.weight.resize(dense.size());
+  uint64_t heaviest = 0;
+#pragma omp parallel for schedule(static) reduction(max : heaviest) if (n >= kParallelTask)
+  for (int64_t c = 0; c < clusters; ++c) {
+    uint32_t leader = kNone;
+    uint64_t weight = 0;
+    for (int64_t k = dense[static_cast<size_t>(c)].begin; k < dense[static_cast<size_t>(c)].end;
+         ++k) {
+      const uint32_t p = entries[static_cast<size_t>(k)].point;
+      index.cluster_of[p] = static_cast<uint32_t>(c);
+      leader = std::min(leader, p);
+      weight += input.weight[p];
+    }
+    index.leader[static_cast<size_t>(c)] = leader;
+    index.weight[static_cast<size_t>(c)] = weight;
+    heaviest = std::max(heaviest, weight);
+  }
+  index.heaviest = heaviest;
+  return index;
 }
 
 // Algorithm 3 lines 9-10: one point per dense cluster (the exact mean of its
 // members) and one per independent point, ordered by the smallest input index
 // each stands for, so the order depends neither on the traversal nor on threads.
+// Output ids come from a prefix sum over fixed chunks of the input, so every chunk
+// fills its own output rows.
 void build_output(const PointSet& input, std::span<const Entry> entries,
                   std::span<const Range> dense, const DwcParams& params, const FixedPoint& fp,
                   const std::string& layer, DwcResult& result) {
   const int64_t n = input.size();
-  std::vector<uint32_t> cluster_of(static_cast<size_t>(n), kNone);
-  for (size_t c = 0; c < dense.size(); ++c) {
-    for (int64_t k = dense[c].begin; k < dense[c].end; ++k) {
-      cluster_of[entries[static_cast<size_t>(k)].point] = static_cast<uint32_t>(c);
+  const ClusterIndex index = index_clusters(input, entries, dense);
+  PGKM_EXPECTS(!params.count_weighted || index.heaviest <= std::numeric_limits<uint32_t>::max(),
+               layer, "a dense cluster's total weight ", index.heaviest,
+               " does not fit in 32 bits");
+  // A point starts an output point when it is independent or leads its cluster.
+  const auto starts = [&](int64_t i) {
+    const uint32_t c = index.cluster_of[static_cast<size_t>(i)];
+    return c == kNone || index.leader[c] == i;
+  };
+  const int chunks = n >= kParallelTask ? omp_get_max_threads() : 1;
+  std::vector<int64_t> base(static_cast<size_t>(chunks) + 1, 0);
+#pragma omp parallel for schedule(static, 1) if (chunks > 1)
+  for (int c = 0; c < chunks; ++c) {
+    int64_t count = 0;
+    for (int64_t i = chunk_begin(n, chunks, c); i < chunk_begin(n, chunks, c + 1); ++i)
+      count += starts(i) ? 1 : 0;
+    base[static_cast<size_t>(c) + 1] = count;
+  }
+  for (size_t c = 0; c < static_cast<size_t>(chunks); ++c)
+    base[c + 1] += base[c];
+
+  PointSet& out = result.points;
+  const auto dim = static_cast<size_t>(input.dim);
+  out.dim = input.dim;
+  out.x.resize(static_cast<size_t>(base.back()) * dim);
+  out.weight.resize(static_cast<size_t>(base.back()));
+  result.input_to_point.resize(static_cast<size_t>(n));
+  std::vector<uint32_t> cluster_point(dense.size());
+#pragma omp parallel for schedule(static, 1) if (chunks > 1)
+  for (int c = 0; c < chunks; ++c) {
+    std::vector<uint32_t> members;
+    auto id = static_cast<size_t>(base[static_cast<size_t>(c)]);
+    for (int64_t i = chunk_begin(n, chunks, c); i < chunk_begin(n, chunks, c + 1); ++i) {
+      if (!starts(i)) continue;
+      const auto p = static_cast<size_t>(i);
+      const std::span<float> row(out.x.data() + id * dim, dim);
+      const uint32_t cluster = index.cluster_of[p];
+      if (cluster == kNone) {
+        // Unweighted mode: an input point already stands for `weight` identical raw
+        // weights, which the paper would consolidate into one, so it counts once.
+        std::copy_n(input.x.data() + p * dim, dim, row.begin());
+        out.weight[id] = params.count_weighted ? input.weight[p] : 1;
+      } else {
+        members.clear();
+        for (int64_t k = dense[cluster].begin; k < dense[cluster].end; ++k)
+          members.push_back(entries[static_cast<size_t>(k)].point);
+        exact_mean(input, members, fp, row);
+        out.weight[id] = params.count_weighted ? static_cast<uint32_t>(index.weight[cluster]) : 1;
+        cluster_point[cluster] = static_cast<uint32_t>(id);
+      }
+      result.input_to_point[p] = static_cast<uint32_t>(id++);
     }
   }
-  PointSet& out = result.points;
-  out.dim = input.dim;
-  std::vector<uint32_t> cluster_point(dense.size(), kNone);
-  std::vector<uint32_t> members;
-  std::vector<float> mean(static_cast<size_t>(input.dim));
-  result.input_to_point.assign(static_cast<size_t>(n), kNone);
+#pragma omp parallel for schedule(static) if (chunks > 1)
   for (int64_t i = 0; i < n; ++i) {
-    const uint32_t c = cluster_of[static_cast<size_t>(i)];
-    const auto next = static_cast<uint32_t>(out.size());
-    if (c == kNone) {
-      // Unweighted mode: an input point already stands for `weight` identical raw
-      // weights, which the paper would consolidate into one, so it counts once.
-      append_row(out, input.row(i),
-                 params.count_weighted ? input.weight[static_cast<size_t>(i)] : 1);
-    } else if (cluster_point[c] == kNone) {
-      members.clear();
-      uint64_t weight = 0;
-      for (int64_t k = dense[c].begin; k < dense[c].end; ++k) {
-        members.push_back(entries[static_cast<size_t>(k)].point);
-        weight += input.weight[members.back()];
-      }
-      PGKM_EXPECTS(!params.count_weighted || weight <= std::numeric_limits<uint32_t>::max(), layer,
-                   "a dense cluster's total weight ", weight, " does not fit in 32 bits");
-      exact_mean(input, members, fp, mean);
-      append_row(out, mean, params.count_weighted ? static_cast<uint32_t>(weight) : 1);
-      cluster_point[c] = next;
-    }
-    result.input_to_point[static_cast<size_t>(i)] = c == kNone ? next : cluster_point[c];
+    const uint32_t c = index.cluster_of[static_cast<size_t>(i)];
+    if (c != kNone) result.input_to_point[static_cast<size_t>(i)] = cluster_point[c];
   }
   result.dense_clusters = static_cast<int64_t>(dense.size());
   result.independent_points = out.size() - result.dense_clusters;

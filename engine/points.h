@@ -40,8 +40,14 @@ Deduplicated deduplicate(std::span<const float> x, int dim);
 
 // Exact weighted mean of the points `members` (indices into `points`), written to
 // `out` [dim]. Uses fixed-point sums, so the result does not depend on the order
-// of `members`. Precondition: members is not empty.
+// of `members` or on the number of threads. Precondition: members is not empty.
 void exact_mean(const PointSet& points, std::span<const uint32_t> members, const FixedPoint& fp,
                 std::span<float> out);
+
+// The integers behind exact_mean: sums [dim] gets sum(weight * fp.quantize(x[d]))
+// over `members`; returns their total weight. The mean is fp.mean(sums[d], total).
+// Sums of disjoint sets add exactly, so a set's sums may also come from others'.
+uint64_t exact_sums(const PointSet& points, std::span<const uint32_t> members, const FixedPoint& fp,
+                    std::span<int64_t> sums);
 
 }  // namespace pgkm

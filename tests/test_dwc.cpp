@@ -287,26 +287,34 @@ void reference_task(const PointSet& p, const std::vector<uint32_t>& task, double
   }
 }
 
-// A shuffled 3-D integer lattice: many exact distance ties, so ring anchors
-// depend on the (distance, index) tie-break, and rings of over 1024 points, so
-// the radix sort meets ties in input that is not in index order.
-TEST(Dwc, MatchesReferenceOnDataWithTies) {
+// A shuffled 3-D integer lattice of (2 * half + 1)^3 points; with centre_first the
+// origin is moved to the front, so the anchor's rings are whole spherical shells.
+PointSet shuffled_lattice(int half, uint32_t seed, bool centre_first = false) {
   std::vector<std::array<float, 3>> cells;
-  for (int a = -12; a <= 12; ++a) {
-    for (int b = -12; b <= 12; ++b) {
-      for (int c = -12; c <= 12; ++c)
+  for (int a = -half; a <= half; ++a) {
+    for (int b = -half; b <= half; ++b) {
+      for (int c = -half; c <= half; ++c)
         cells.push_back({float(a), float(b), float(c)});
     }
   }
-  std::mt19937 gen(11);
+  std::mt19937 gen(seed);
   std::shuffle(cells.begin(), cells.end(), gen);
+  if (centre_first) {
+    const std::array<float, 3> origin{0.f, 0.f, 0.f};
+    std::swap(*std::find(cells.begin(), cells.end(), origin), cells.front());
+  }
   std::vector<float> x;
   for (const auto& cell : cells)
     x.insert(x.end(), cell.begin(), cell.end());
-  const PointSet in = make_points(3, x);
+  return make_points(3, x);
+}
+
+// Consolidates a lattice at epsilon `eps` and checks the dense clusters against
+// reference_task.
+void expect_lattice_matches_reference(const PointSet& in, double eps) {
   DwcParams params;
   params.c_mc = 1.0;
-  params.initial_epsilon_scale = scale_for_epsilon(in, 1, 1.5);
+  params.initial_epsilon_scale = scale_for_epsilon(in, 1, eps);
   const DwcResult r = consolidate_dense_weights(in, 1, params, fixed_point_for(in), "lattice");
   std::vector<uint32_t> all(in.size());
   for (size_t i = 0; i < all.size(); ++i)
@@ -321,6 +329,25 @@ TEST(Dwc, MatchesReferenceOnDataWithTies) {
   EXPECT_GT(expected.size(), 100u);
   EXPECT_EQ(got, expected);
   expect_valid(in, r, params);
+}
+
+// Many exact distance ties, so ring anchors depend on the (distance, index)
+// tie-break, and rings of over 1024 points, so the radix sort meets ties in input
+// that is not in index order.
+TEST(Dwc, MatchesReferenceOnDataWithTies) {
+  expect_lattice_matches_reference(shuffled_lattice(12, 11), 1.5);
+}
+
+// The same with shells (rings) of over 2^15 points, which every thread sorts
+// together.
+TEST(Dwc, MatchesReferenceOnDataWithTiesAtEveryThreadCount) {
+  const PointSet in = shuffled_lattice(24, 12, true);
+  const int threads = omp_get_max_threads();
+  for (int t : {1, 2, 4}) {
+    omp_set_num_threads(t);
+    expect_lattice_matches_reference(in, 6.0);
+  }
+  omp_set_num_threads(threads);
 }
 
 TEST(Dwc, TooFewPointsForEq2ReturnsInput) {
