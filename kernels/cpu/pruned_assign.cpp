@@ -57,11 +57,13 @@ constexpr int64_t kBruteChunkTiles = 16;
 // Cost of gathering one group of candidates into the block, relative to scoring one
 // group for one tile (measured: gathers of dim + 1 values against 8 * dim FMAs).
 constexpr double kFillCost = 1.5;
-// The search is skipped for a pass when a sample of clusters says that more than
-// this fraction of the centroids lies within their points' limits.
-constexpr double kSkipFraction = 0.9;
-// Clusters in that sample (every k / kSampleClusters-th one).
+// The search is skipped for a pass when a sample says that the points would score
+// more than this fraction of the centroids: the search's own costs (grouping the
+// points, selecting neighbours) would not be paid back.
+constexpr double kSkipFraction = 0.6;
+// The sample: every k / kSampleClusters-th cluster, up to kSamplePoints of its points.
 constexpr int64_t kSampleClusters = 64;
+constexpr int64_t kSamplePoints = 128;
 // Buckets of the counting sort by limit: exponent and two mantissa bits, so rows in
 // one bucket have limits within a factor 2^(1/4).
 constexpr int kOrderBuckets = 32;
@@ -117,7 +119,7 @@ Grouped group_points(const CpuResidentPoints& points, const CentroidSet& c,
     }
     for (int64_t p = first; p < last; ++p) {
       const int64_t row = mine[previous[p]]++;
-      const float* src = points.data() + (p / kTileWidth) * dim * kTileWidth + p % kTileWidth;
+      const float* src = points.point(p);
       float x[kMaxBlockSize];
       for (int d = 0; d < dim; ++d)
         x[d] = src[d * kTileWidth];
@@ -292,9 +294,10 @@ ClusterWork search_cluster(const Search& s, int64_t a, Scratch& scratch) {
   const int levels = static_cast<int>(std::min<int64_t>(tiles, kMaxLevels));
   auto level_of = [&](int64_t t) { return static_cast<int>(t * levels / tiles); };
   float running = 0.f;
-  for (int64_t i = 0; i < cl.m; ++i) {
-    running = std::max(running, cl.limits[scratch.order[i]]);
-    scratch.level_limits[level_of(i / width)] = running;
+  for (int64_t t = 0; t < tiles; ++t) {
+    for (int64_t i = t * width; i < std::min((t + 1) * width, cl.m); ++i)
+      running = std::max(running, cl.limits[scratch.order[i]]);
+    scratch.level_limits[level_of(t)] = running;
   }
   s.kernels.select_levels(c, a, candidates::block_limit(c.dim, scratch.level_limits[levels - 1]),
                           scratch.level_limits, levels, scratch.list_stride, scratch.lists.data(),
@@ -333,41 +336,52 @@ ClusterWork search_cluster(const Search& s, int64_t a, Scratch& scratch) {
   return done;
 }
 
-// Whether the search can pay: on a sample of clusters, the share of n * k centroids
-// that lie within their points' largest limit (what brute forcing those clusters
-// would be compared with) is at most kSkipFraction.
-bool pruning_pays(const KernelSet& kernels, const CpuResidentPoints& points,
-                  const PreparedCentroids& prepared, std::span<const uint32_t> previous,
-                  const candidates::KeyLimit& key_limit) {
-  const CentroidSet& c = prepared.view;
+// Whether the search can pay: on a sample of clusters (up to kSamplePoints points
+// each), the share of the n * k centroid scores that the points would need, each up to
+// its own key limit, estimated at kMaxLevels quantiles of the limits, is at most
+// kSkipFraction.
+bool pruning_pays(const KernelSet& kernels, const CpuResidentPoints& points, const CentroidSet& c,
+                  std::span<const uint32_t> previous, const candidates::KeyLimit& key_limit) {
   const int dim = c.dim;
   const int64_t step = std::max<int64_t>(1, c.k / kSampleClusters);
   const int64_t sampled = (c.k + step - 1) / step;
-  std::vector<float> largest(static_cast<size_t>(sampled), 0.f);
-  std::vector<int64_t> members(static_cast<size_t>(sampled), 0);
+  std::vector<int32_t> sample_of(static_cast<size_t>(c.k), -1);  // no division per point
+  for (int64_t i = 0; i < sampled; ++i)
+    sample_of[i * step] = static_cast<int32_t>(i);
+  std::vector<std::vector<float>> limits(static_cast<size_t>(sampled));
   float x[kMaxBlockSize];
   for (int64_t p = 0; p < points.size(); ++p) {
-    const uint32_t a = previous[p];
-    if (a % step != 0) continue;
-    const float* src = points.data() + (p / kTileWidth) * dim * kTileWidth + p % kTileWidth;
+    const int32_t i = sample_of[previous[p]];
+    if (i < 0 || static_cast<int64_t>(limits[i].size()) == kSamplePoints) continue;
+    const float* src = points.point(p);
     for (int d = 0; d < dim; ++d)
       x[d] = src[d * kTileWidth];
-    const float limit = key_limit(candidates::squared_distance_upper(x, c.rows + a * dim, dim));
-    largest[a / step] = std::max(largest[a / step], limit);
-    ++members[a / step];
+    limits[i].push_back(
+        key_limit(candidates::squared_distance_upper(x, c.rows + previous[p] * dim, dim)));
   }
-  std::vector<uint32_t> list(static_cast<size_t>(c.k + 16));
-  double within = 0.0;
+  std::vector<uint32_t> list(static_cast<size_t>(kMaxLevels * (c.k + 16)));
+  double needed = 0.0;
   double all = 0.0;
   for (int64_t i = 0; i < sampled; ++i) {
-    if (members[i] == 0) continue;
-    int64_t count = 0;
-    kernels.select_levels(c, i * step, candidates::block_limit(dim, largest[i]), &largest[i], 1,
-                          c.k + 16, list.data(), &count);
-    within += double(members[i]) * double(count);
-    all += double(members[i]) * double(c.k);
+    std::vector<float>& l = limits[i];
+    const int64_t m = static_cast<int64_t>(l.size());
+    if (m == 0) continue;
+    std::sort(l.begin(), l.end());
+    const int levels = static_cast<int>(std::min<int64_t>(m, kMaxLevels));
+    float level_limits[kMaxLevels];
+    int64_t counts[kMaxLevels];
+    for (int q = 0; q < levels; ++q)
+      level_limits[q] = l[(q + 1) * m / levels - 1];
+    kernels.select_levels(c, i * step, candidates::block_limit(dim, level_limits[levels - 1]),
+                          level_limits, levels, c.k + 16, list.data(), counts);
+    int64_t prefix = 0;
+    for (int q = 0; q < levels; ++q) {
+      prefix += counts[q];
+      needed += double(prefix) * double((q + 1) * m / levels - q * m / levels);
+    }
+    all += double(m) * double(c.k);
   }
-  return within <= kSkipFraction * all;
+  return needed <= kSkipFraction * all;
 }
 
 }  // namespace
@@ -389,7 +403,7 @@ void assign_pruned(const KernelSet& kernels, int threads, const CpuResidentPoint
   // The only reads of `previous`; they end before the first code is written, so the
   // two may be one array.
   const candidates::KeyLimit key_limit(c.dim, max_centroid_norm);
-  if (!pruning_pays(kernels, points, centroids, previous, key_limit)) {
+  if (!pruning_pays(kernels, points, c, previous, key_limit)) {
     assign_all(kernels, threads, points, c, codes.data(), dist.data());
     return;
   }
