@@ -63,8 +63,8 @@ std::vector<float> weight_like(size_t count, uint32_t seed) {
 std::vector<std::unique_ptr<Backend>> backends_for(int threads) {
   std::vector<std::unique_ptr<Backend>> out;
   out.push_back(make_cpu_backend({threads, /*force_scalar=*/true}));
-  for (bool force_avx2 : {true, false}) {
-    auto simd = make_cpu_backend({threads, false, force_avx2});
+  for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    auto simd = make_cpu_backend({threads, false, isa});
     const bool seen = std::any_of(out.begin(), out.end(),
                                   [&](const auto& b) { return b->name() == simd->name(); });
     if (!seen) out.push_back(std::move(simd));
@@ -182,7 +182,8 @@ Case make_case(size_t n, size_t k, int dim, uint32_t seed, float scale = 1.f) {
 
 class PrunedGrid : public ::testing::TestWithParam<int> {};
 
-// Every block size, two centroid counts each from 2 to 4096 (a sample of the grid).
+// Every block size, two centroid counts each from 2 to 4096 (a sample of the grid) on
+// unstructured data, and clustered data on which the search prunes in any dimension.
 TEST_P(PrunedGrid, MatchesBruteForce) {
   constexpr size_t kCounts[] = {2, 5, 8, 17, 64, 200, 1000, 4096};
   const int dim = GetParam();
@@ -196,6 +197,19 @@ TEST_P(PrunedGrid, MatchesBruteForce) {
     check_case(c, "dim=" + std::to_string(dim) + " k=" + std::to_string(k), dim);
     if (HasFatalFailure()) return;
   }
+  // Blobs: k / 4 centres, points around them, centroids drawn from the points.
+  const size_t k = 40 + 37 * size_t(dim);
+  const size_t n = 2000;
+  const auto centres = normal(k / 4 * dim, 3.f, 200u + dim);
+  const auto noise = normal(n * dim, 0.3f, 300u + dim);
+  Case c{std::vector<float>(n * dim), std::vector<float>(k * dim), dim};
+  for (size_t p = 0; p < n; ++p) {
+    for (int d = 0; d < dim; ++d)
+      c.points[p * dim + d] = centres[(p % (k / 4)) * dim + d] + noise[p * dim + d];
+  }
+  for (size_t j = 0; j < k; ++j)
+    std::copy_n(c.points.begin() + (j * 7919 % n) * dim, dim, c.centroids.begin() + j * dim);
+  check_case(c, "blobs dim=" + std::to_string(dim) + " k=" + std::to_string(k), dim);
 }
 
 INSTANTIATE_TEST_SUITE_P(BlockSizes, PrunedGrid, ::testing::Range(1, kMaxBlockSize + 1));
@@ -518,8 +532,9 @@ TEST(CandidateLists, KeyLimitIsConservative) {
 
 TEST(PrunedAssign, NamesTheKernelPath) {
   EXPECT_EQ(make_cpu_backend({0, true})->name(), "cpu-scalar");
+  EXPECT_EQ(make_cpu_backend({0, false, CpuIsa::kScalar})->name(), "cpu-scalar");
   if (cpu_has("cpu-avx2")) {
-    EXPECT_EQ(make_cpu_backend({0, false, true})->name(), "cpu-avx2");
+    EXPECT_EQ(make_cpu_backend({0, false, CpuIsa::kAvx2})->name(), "cpu-avx2");
   }
   if (!cpu_has("cpu-avx512")) GTEST_SKIP() << "CPU lacks AVX-512: that path was not run";
 }

@@ -221,9 +221,10 @@ void select_levels(const CentroidSet& c, int64_t a, float block_limit, const flo
       __mmask16 left = _mm512_cmp_ps_mask(acc, lim[levels - 1], _CMP_LE_OQ);
       if (c.k - first < kWide) left &= static_cast<__mmask16>((1u << (c.k - first)) - 1u);
       const __m512i ids = _mm512_loadu_si512(c.block_ids + first);
-      for (int l = 0; l < levels && left != 0; ++l) {
+      // Every level, without branches: which levels the survivors fall into does not
+      // follow a pattern the branch predictor could learn.
+      for (int l = 0; l < levels; ++l) {
         const __mmask16 level = left & _mm512_cmp_ps_mask(acc, lim[l], _CMP_LE_OQ);
-        if (level == 0) continue;
         left = static_cast<__mmask16>(left & ~level);
         _mm512_storeu_si512(out + l * stride + counts[l], _mm512_maskz_compress_epi32(level, ids));
         counts[l] += __builtin_popcount(level);

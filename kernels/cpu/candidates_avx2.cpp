@@ -191,6 +191,47 @@ void select_levels(const CentroidSet& c, int64_t a, float block_limit, const flo
   }
 }
 
+// r[j] = row j of an 8x8 block becomes column j: r[d][j] = old r[j][d].
+void transpose8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
+  const __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);
+  const __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]);
+  const __m256 t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]);
+  const __m256 t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44);
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44);
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44);
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44);
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// r[j] holds rows j (low half) and j + 4 (high half) of 4 values; afterwards r[d] holds
+// value d of rows 0..3 (low half) and 4..7 (high half).
+void transpose4_lanes(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
+  const __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);
+  const __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  r[0] = _mm256_shuffle_ps(t0, t2, 0x44);
+  r[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+  r[2] = _mm256_shuffle_ps(t1, t3, 0x44);
+  r[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+}
+
 }  // namespace
 
 void score_candidates_avx2(const CandidateBlock& block, int64_t groups, const float* tile,
@@ -232,11 +273,38 @@ void fill_block_avx2(const CentroidSet& centroids, const uint32_t* ids, int64_t 
     const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(real), lane);
     const __m256i idx =
         _mm256_and_si256(mask, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ids + first)));
-    for (int d = 0; d < dim; ++d) {
-      const __m256 v = _mm256_mask_i32gather_ps(_mm256_setzero_ps(),
-                                                centroids.columns + d * centroids.column_stride,
-                                                idx, _mm256_castsi256_ps(mask), 4);
-      _mm256_store_ps(grouped + (g * dim + d) * kGroupSize, v);
+    // Each candidate's row is one or two cache lines; transposing rows touches far fewer
+    // lines than gathering every coordinate column.
+    const float* row[kGroupSize];
+    for (int j = 0; j < kGroupSize; ++j)
+      row[j] = j < real ? centroids.rows + int64_t{ids[first + j]} * dim : nullptr;
+    float* dst = grouped + g * dim * kGroupSize;
+    if (dim % 8 == 0) {
+      for (int d = 0; d < dim; d += 8) {
+        __m256 r[kGroupSize];
+        for (int j = 0; j < kGroupSize; ++j)
+          r[j] = row[j] != nullptr ? _mm256_loadu_ps(row[j] + d) : _mm256_setzero_ps();
+        transpose8(r);
+        for (int j = 0; j < kGroupSize; ++j)
+          _mm256_store_ps(dst + (d + j) * kGroupSize, r[j]);
+      }
+    } else if (dim % 4 == 0) {
+      for (int d = 0; d < dim; d += 4) {
+        __m256 r[4];
+        for (int j = 0; j < 4; ++j) {
+          const __m128 lo = row[j] != nullptr ? _mm_loadu_ps(row[j] + d) : _mm_setzero_ps();
+          const __m128 hi = row[j + 4] != nullptr ? _mm_loadu_ps(row[j + 4] + d) : _mm_setzero_ps();
+          r[j] = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+        }
+        transpose4_lanes(r);
+        for (int j = 0; j < 4; ++j)
+          _mm256_store_ps(dst + (d + j) * kGroupSize, r[j]);
+      }
+    } else {
+      for (int j = 0; j < kGroupSize; ++j) {
+        for (int d = 0; d < dim; ++d)
+          dst[d * kGroupSize + j] = row[j] != nullptr ? row[j][d] : 0.f;
+      }
     }
     const __m256 hn = _mm256_mask_i32gather_ps(
         _mm256_set1_ps(-__builtin_inff()), centroids.half_norms, idx, _mm256_castsi256_ps(mask), 4);

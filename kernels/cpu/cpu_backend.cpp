@@ -202,8 +202,10 @@ constexpr KernelSet kAvx512Kernels{
     2 * kTileWidth, cpu::select_levels_avx512, cpu::fill_block_avx2};
 
 const KernelSet& choose_kernels(const CpuBackendOptions& options) {
-  if (options.force_scalar || !cpu::cpu_has_avx2_fma()) return kScalarKernels;
-  if (options.force_avx2 || !cpu::cpu_has_avx512()) return kAvx2Kernels;
+  if (options.force_scalar || options.widest_isa == CpuIsa::kScalar || !cpu::cpu_has_avx2_fma()) {
+    return kScalarKernels;
+  }
+  if (options.widest_isa == CpuIsa::kAvx2 || !cpu::cpu_has_avx512()) return kAvx2Kernels;
   return kAvx512Kernels;
 }
 
@@ -292,8 +294,14 @@ void CpuBackend::assign_pruned(const ResidentPoints& points, std::span<const flo
   PGKM_EXPECTS(previous.data() == codes.data() || previous.data() + n <= codes.data() ||
                    codes.data() + n <= previous.data(),
                kContext, "previous codes and codes overlap without being the same span");
-  for (int64_t p = 0; p < n; ++p) {
-    PGKM_EXPECTS(previous[p] < k, kContext, "previous code ", previous[p], " of point ", p,
+  uint32_t largest = 0;  // one branch-free pass; the message names the first bad code
+  for (int64_t p = 0; p < n; ++p)
+    largest = std::max(largest, previous[p]);
+  if (largest >= k) {
+    const int64_t p =
+        std::find_if(previous.begin(), previous.end(), [&](uint32_t a) { return a >= k; }) -
+        previous.begin();
+    PGKM_EXPECTS(false, kContext, "previous code ", previous[p], " of point ", p,
                  " is not < k=", k);
   }
   const PreparedCentroids prepared = cpu::prepare_centroids(centroids, resident.dim());

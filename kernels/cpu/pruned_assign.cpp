@@ -1,9 +1,8 @@
 // Exact candidate search on the CPU (Backend::assign_pruned).
 //
-// 1. One parallel pass over the points in memory order copies them, grouped by
-//    previous code (a stable counting sort), into a row-major buffer, with each point's
-//    key limit (candidates::KeyLimit, from its distance to its previous centroid). The
-//    rest reads each cluster's points contiguously: no random reads of points.
+// 1. One parallel pass over the points in memory order groups their indices by
+//    previous code (a stable counting sort), with each point's key limit
+//    (candidates::KeyLimit, from its distance to its previous centroid).
 // Then per cluster a (OpenMP, dynamic schedule):
 // 2. the points are put in nearly ascending order of key limit (a counting sort on the
 //    limits' exponents) and cut into tiles; a tile needs only the neighbours of c_a up
@@ -24,9 +23,9 @@
 // Results do not depend on the thread count or on how points fall into tiles: every
 // point gets the brute-force code and distance (candidates.h says why).
 //
-// Memory per pass: the grouped copy of the points, n * (dim + 2) * 4 bytes, the
-// thread count times k cursors, and per thread O(k * (dim + kMaxLevels)) for the
-// neighbour lists and the candidate block.
+// Memory per pass: 8 bytes per point (index and limit, grouped), the thread count
+// times k cursors, and per thread O(k * (dim + kMaxLevels)) for the neighbour lists and
+// the candidate block. The points themselves are read in place, prefetched per cluster.
 #include <omp.h>
 
 #include <algorithm>
@@ -135,7 +134,6 @@ Grouped group_points(const CpuResidentPoints& points, const CentroidSet& c,
 struct Search {
   const KernelSet& kernels;
   const CpuResidentPoints& points;
-  const PreparedCentroids& prepared;
   const CentroidSet& centroids;
   const Grouped& grouped;
   uint32_t* codes;  // [n] out, by point index
@@ -350,14 +348,16 @@ bool pruning_pays(const KernelSet& kernels, const CpuResidentPoints& points, con
     sample_of[i * step] = static_cast<int32_t>(i);
   std::vector<std::vector<float>> limits(static_cast<size_t>(sampled));
   float x[kMaxBlockSize];
-  for (int64_t p = 0; p < points.size(); ++p) {
+  int64_t full = 0;  // sampled clusters with kSamplePoints points: the scan stops at all
+  for (int64_t p = 0; p < points.size() && full < sampled; ++p) {
     const int32_t i = sample_of[previous[p]];
     if (i < 0 || static_cast<int64_t>(limits[i].size()) == kSamplePoints) continue;
     const float* src = points.point(p);
     for (int d = 0; d < dim; ++d)
       x[d] = src[d * kTileWidth];
     limits[i].push_back(
-        key_limit(candidates::squared_distance_upper(x, c.rows + previous[p] * dim, dim)));
+        key_limit(candidates::squared_distance_upper(x, c.rows + int64_t{previous[p]} * dim, dim)));
+    full += static_cast<int64_t>(limits[i].size()) == kSamplePoints;
   }
   std::vector<uint32_t> list(static_cast<size_t>(kMaxLevels * (c.k + 16)));
   double needed = 0.0;
@@ -408,7 +408,7 @@ void assign_pruned(const KernelSet& kernels, int threads, const CpuResidentPoint
     return;
   }
   const Grouped grouped = group_points(points, c, previous, key_limit, threads);
-  const Search search{kernels, points, centroids, c, grouped, codes.data(), dist.data()};
+  const Search search{kernels, points, c, grouped, codes.data(), dist.data()};
   int64_t scored = 0;
   int64_t brute_force = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : scored, brute_force)
