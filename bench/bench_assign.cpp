@@ -213,10 +213,18 @@ void bm_pruned_vs_brute(benchmark::State& state, Shape shape, pgkm::CpuIsa isa) 
   pgkm::SearchStats stats;
   double brute_s = 0.0;
   double pruned_s = 0.0;
+  bool brute_first = true;  // alternated, so that neither pass always follows the other
   for (auto _ : state) {
-    brute_s += seconds_of([&] { backend->assign(*resident, m.centroids, codes, dist); });
-    pruned_s += seconds_of(
-        [&] { backend->assign_pruned(*resident, m.centroids, m.previous, codes, dist, stats); });
+    for (bool brute : {brute_first, !brute_first}) {
+      if (brute) {
+        brute_s += seconds_of([&] { backend->assign(*resident, m.centroids, codes, dist); });
+      } else {
+        pruned_s += seconds_of([&] {
+          backend->assign_pruned(*resident, m.centroids, m.previous, codes, dist, stats);
+        });
+      }
+    }
+    brute_first = !brute_first;
     benchmark::DoNotOptimize(codes.data());
     benchmark::ClobberMemory();
   }
@@ -252,9 +260,16 @@ void bm_avx512_vs_avx2(benchmark::State& state, Shape shape, bool pruned) {
   };
   double avx2_s = 0.0;
   double avx512_s = 0.0;
+  bool avx2_first = true;  // alternated, so that neither pass always follows the other
   for (auto _ : state) {
-    avx2_s += seconds_of([&] { pass(*avx2, *resident2); });
-    avx512_s += seconds_of([&] { pass(*avx512, *resident512); });
+    for (bool use_avx2 : {avx2_first, !avx2_first}) {
+      if (use_avx2) {
+        avx2_s += seconds_of([&] { pass(*avx2, *resident2); });
+      } else {
+        avx512_s += seconds_of([&] { pass(*avx512, *resident512); });
+      }
+    }
+    avx2_first = !avx2_first;
     benchmark::DoNotOptimize(codes.data());
     benchmark::ClobberMemory();
   }
@@ -298,13 +313,14 @@ void register_benchmarks() {
   benchmark::RegisterBenchmark("accumulate/embedding", bm_accumulate, kShapes[2])
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
-  // Passes of a second or more: a few iterations, repetitions from the command line.
+  // Passes of a second or more: a few iterations (an even number: each order of the two
+  // passes equally often), repetitions from the command line.
   for (const Shape& shape : kPrunedShapes) {
     benchmark::RegisterBenchmark((std::string("pruned_vs_brute/") + shape.name).c_str(),
                                  bm_pruned_vs_brute, shape, pgkm::CpuIsa::kAvx512)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime()
-        ->Iterations(3);
+        ->Iterations(4);
   }
   for (const Shape& shape : kPrunedShapes) {
     for (bool pruned : {false, true}) {
@@ -313,7 +329,7 @@ void register_benchmarks() {
       benchmark::RegisterBenchmark(name.c_str(), bm_avx512_vs_avx2, shape, pruned)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime()
-          ->Iterations(3);
+          ->Iterations(4);
     }
   }
 }
