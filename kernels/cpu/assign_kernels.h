@@ -26,13 +26,12 @@ struct CentroidSet {
   const float* rows = nullptr;        // [k][dim], as given; used for the distances
   const float* grouped = nullptr;     // [groups][dim][kGroupSize], padding coordinates 0
   const float* half_norms = nullptr;  // [groups * kGroupSize], -0.5 |c|^2, padding -inf
-  // [dim][column_stride]: coordinate d of centroid j at d * column_stride + j, padding 0.
-  const float* columns = nullptr;
-  int64_t column_stride = 0;  // k rounded up to a multiple of 16
+  int64_t column_stride = 0;          // k rounded up to a multiple of 16
   // The search order: centroids in blocks of 16 that are compact in space (a k-d tree's
   // leaves). block_columns: [dim][column_stride] coordinates in that order, padding 0;
   // block_ids: [column_stride] the index at each position, kNoCandidate for padding;
-  // box_lo, box_hi: [dim][column_stride / 16] each block's bounding box.
+  // box_lo, box_hi: [dim][column_stride / 16] each block's bounding box (readable 16
+  // floats past the end).
   const float* block_columns = nullptr;
   const uint32_t* block_ids = nullptr;
   const float* box_lo = nullptr;

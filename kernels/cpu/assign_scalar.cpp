@@ -112,7 +112,7 @@ void fill_block_scalar(const CentroidSet& centroids, const uint32_t* ids, int64_
     const bool real = slot < count;
     const uint32_t id = real ? ids[slot] : 0;
     for (int d = 0; d < dim; ++d)
-      dst[d * kGroupSize] = real ? centroids.columns[d * centroids.column_stride + id] : 0.f;
+      dst[d * kGroupSize] = real ? centroids.rows[int64_t{id} * dim + d] : 0.f;
     half_norms[slot] = real ? centroids.half_norms[id] : -std::numeric_limits<float>::infinity();
     block_ids[slot] = real ? id : kNoCandidate;
   }

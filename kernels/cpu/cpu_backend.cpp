@@ -92,8 +92,9 @@ void prepare_blocks(std::span<const float> rows, int dim, int64_t stride, Prepar
   kd_order(rows, dim, order, 0, k);
   out.block_columns = make_aligned_floats(static_cast<size_t>(dim * stride));
   out.block_ids.assign(static_cast<size_t>(stride), kNoCandidate);
-  out.box_lo = make_aligned_floats(static_cast<size_t>(dim * blocks));
-  out.box_hi = make_aligned_floats(static_cast<size_t>(dim * blocks));
+  // 16 floats of slack: the AVX2 selection loads boxes 8 at a time past the last one.
+  out.box_lo = make_aligned_floats(static_cast<size_t>(dim * blocks + 16));
+  out.box_hi = make_aligned_floats(static_cast<size_t>(dim * blocks + 16));
   for (int64_t b = 0; b < blocks; ++b) {
     for (int d = 0; d < dim; ++d) {
       out.box_lo[d * blocks + b] = std::numeric_limits<float>::infinity();
@@ -125,7 +126,6 @@ PreparedCentroids prepare_centroids(std::span<const float> rows, int dim) {
   const int64_t stride = (k + 15) / 16 * 16;
   PreparedCentroids out{make_aligned_floats(static_cast<size_t>(groups * dim * kGroupSize)),
                         make_aligned_floats(static_cast<size_t>(groups * kGroupSize)),
-                        make_aligned_floats(static_cast<size_t>(dim * stride)),
                         {},
                         {},
                         {},
@@ -144,14 +144,12 @@ PreparedCentroids prepare_centroids(std::span<const float> rows, int dim) {
       const float c = rows[j * dim + d];
       norm = std::fma(c, c, norm);
       group[d * kGroupSize + slot] = c;
-      out.columns[d * stride + j] = c;
     }
     out.half_norms[j] = -0.5f * norm;
   }
   out.view.rows = rows.data();
   out.view.grouped = out.grouped.get();
   out.view.half_norms = out.half_norms.get();
-  out.view.columns = out.columns.get();
   out.view.column_stride = stride;
   out.view.k = k;
   out.view.groups = groups;

@@ -56,7 +56,6 @@ class CpuResidentPoints final : public ResidentPoints {
 struct PreparedCentroids {
   AlignedFloats grouped;
   AlignedFloats half_norms;
-  AlignedFloats columns;
   AlignedFloats block_columns;
   std::vector<uint32_t> block_ids;
   AlignedFloats box_lo;
