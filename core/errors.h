@@ -1,6 +1,6 @@
 // Error types shared by every pgkm library.
 //
-// Two tiers (CONVENTIONS.md #6): InputError is bad input a user can fix, and its
+// Two tiers (docs/CONVENTIONS.md #6): InputError is bad input a user can fix, and its
 // message names the file / tensor / layer and the offending value; SystemError is
 // a failed library or system call. Internal invariants use PGKM_ASSERT, which aborts.
 #pragma once

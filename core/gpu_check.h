@@ -1,4 +1,4 @@
-// Checked CUDA and NCCL calls (CONVENTIONS.md #6): a failed call throws SystemError with
+// Checked CUDA and NCCL calls (docs/CONVENTIONS.md #6): a failed call throws SystemError with
 // the call's text and the library's message. Include only from translation units built
 // against CUDA (kernels/cuda, dist/nccl_communicator.cpp); the NCCL half exists where
 // <nccl.h> was included first.

@@ -1,9 +1,9 @@
-// The communicator seam (ARCHITECTURE.md, "The two seams"): who adds up what.
+// The communicator seam (docs/ARCHITECTURE.md, "The two seams"): who adds up what.
 //
 // A layer split over a group of ranks runs the same k-means on every rank; each rank
 // assigns its slice of the points, and the group adds up per-centroid sums and counts
 // (exact integers, so the total is the same bits in any order) and gathers codes.
-// Implementations: SingleProcessCommunicator (here), MPI (launch/mpi_communicator.h),
+// Implementations: SingleProcessCommunicator (here), MPI (dist/mpi_communicator.h),
 // NCCL (with the CUDA backend). No MPI or NCCL header is included here.
 #pragma once
 

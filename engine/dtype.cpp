@@ -3,22 +3,25 @@
 #include <bit>
 #include <cmath>
 
+#include "core/enum_names.h"
+
 namespace pgkm {
 
 size_t dtype_size(DType t) {
   return t == DType::F32 ? 4 : 2;
 }
 
+namespace {
+constexpr EnumNames<DType, 3> kDTypeNames{
+    {{{DType::F32, "F32"}, {DType::F16, "F16"}, {DType::BF16, "BF16"}}}};
+}  // namespace
+
 const char* dtype_name(DType t) {
-  switch (t) {
-    case DType::F32:
-      return "F32";
-    case DType::F16:
-      return "F16";
-    case DType::BF16:
-      return "BF16";
-  }
-  return "?";
+  return kDTypeNames.name(t);
+}
+
+std::optional<DType> parse_dtype(std::string_view name) {
+  return kDTypeNames.parse(name);
 }
 
 float f16_to_float(uint16_t h) {

@@ -3,7 +3,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace pgkm {
 
@@ -12,6 +14,8 @@ enum class DType { F32, F16, BF16 };
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);  // "F32", "F16", "BF16" (safetensors spelling)
+// Parses a name dtype_name gives; nullopt for anything else.
+std::optional<DType> parse_dtype(std::string_view name);
 
 // Exact widening conversions (every F16 and BF16 value is representable in float).
 float f16_to_float(uint16_t h);

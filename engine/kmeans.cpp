@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/enum_names.h"
 #include "core/errors.h"
 #include "engine/ipq.h"
 #include "engine/pg_finetune.h"
@@ -15,22 +16,21 @@
 
 namespace pgkm {
 
+namespace {
+constexpr EnumNames<Algorithm, 3> kAlgorithmNames{
+    {{{Algorithm::kIpq, "ipq"}, {Algorithm::kPgBase, "pg-base"}, {Algorithm::kPg, "pg"}}}};
+}  // namespace
+
 const char* algorithm_name(Algorithm a) {
-  switch (a) {
-    case Algorithm::kIpq:
-      return "ipq";
-    case Algorithm::kPgBase:
-      return "pg-base";
-    case Algorithm::kPg:
-      return "pg";
-  }
-  return "?";
+  return kAlgorithmNames.name(a);
+}
+
+std::optional<Algorithm> try_parse_algorithm(std::string_view name) {
+  return kAlgorithmNames.parse(name);
 }
 
 Algorithm parse_algorithm(const std::string& name) {
-  for (Algorithm a : {Algorithm::kIpq, Algorithm::kPgBase, Algorithm::kPg}) {
-    if (name == algorithm_name(a)) return a;
-  }
+  if (const auto a = try_parse_algorithm(name)) return *a;
   throw InputError("algorithm",
                    str_cat("unknown algorithm '", name, "'; expected pg, pg-base or ipq"));
 }
@@ -82,10 +82,7 @@ double seconds_since(Clock::time_point t) {
 }
 
 void validate(const KMeansParams& p, const std::string& layer, std::span<const float> v, int dim) {
-  PGKM_EXPECTS(dim >= 1 && dim <= kMaxBlockSize, layer, "block size ", dim, " is outside 1..",
-               kMaxBlockSize);
-  PGKM_EXPECTS(v.size() % static_cast<size_t>(dim) == 0, layer, v.size(),
-               " values do not make whole vectors of size ", dim);
+  check_points(v, {}, dim, layer);
   const int64_t n = static_cast<int64_t>(v.size()) / dim;
   PGKM_EXPECTS(n > 0, layer, "no vectors to cluster (zero-size tensor)");
   PGKM_EXPECTS(p.n_centroids >= 1, layer, "number of centroids ", p.n_centroids, " must be >= 1");
@@ -94,13 +91,6 @@ void validate(const KMeansParams& p, const std::string& layer, std::span<const f
   PGKM_EXPECTS(p.n_centroids <= (int64_t{1} << 32), layer, "number of centroids ", p.n_centroids,
                " exceeds 2^32");
   PGKM_EXPECTS(p.iterations >= 0, layer, "iteration count ", p.iterations, " is negative");
-  for (size_t i = 0; i < v.size(); ++i) {
-    PGKM_EXPECTS(std::isfinite(v[i]), layer, "value ", v[i], " at vector ",
-                 i / static_cast<size_t>(dim), ", coordinate ", i % static_cast<size_t>(dim),
-                 " is not finite");
-    PGKM_EXPECTS(std::fabs(v[i]) <= 1e18f, layer, "value ", v[i], " at vector ",
-                 i / static_cast<size_t>(dim), " is too large to cluster (|x| > 1e18)");
-  }
 }
 
 // Sum over the distinct points of weight * |x - c(code)|^2, in double. Partial sums
@@ -191,12 +181,12 @@ std::unique_ptr<ResidentPoints> upload_slice(Backend& backend, const PointSet& p
 
 }  // namespace
 
-KMeansResult run_kmeans(Backend& backend, const KMeansParams& params, const std::string& layer,
-                        std::span<const float> vectors, int dim,
-                        const IterationCallback& on_iteration, Communicator* group) {
+KMeansResult run_kmeans(const EngineContext& context, const KMeansParams& params,
+                        const std::string& layer, std::span<const float> vectors, int dim,
+                        const IterationCallback& on_iteration) {
   const auto start = Clock::now();
-  SingleProcessCommunicator alone;
-  Communicator& comm = group != nullptr ? *group : alone;
+  Backend& backend = context.backend;
+  Communicator& comm = context.group;
   validate(params, layer, vectors, dim);
   KMeansResult result;
 

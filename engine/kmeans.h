@@ -1,4 +1,4 @@
-// The k-means driver: one loop for all three algorithms (CONVENTIONS.md #1).
+// The k-means driver: one loop for all three algorithms (docs/CONVENTIONS.md #1).
 //
 //   ipq      fairseq's EM (iPQ with Quant-Noise): random init with replacement,
 //            Lloyd iterations, the mixed epsilon-greedy / epsilon-random empty
@@ -16,12 +16,15 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "engine/communicator.h"
+#include "engine/context.h"
 #include "engine/dwc.h"
+#include "engine/layer_stats.h"
 #include "kernels/backend.h"
 
 namespace pgkm {
@@ -31,6 +34,8 @@ enum class Algorithm { kIpq, kPgBase, kPg };
 const char* algorithm_name(Algorithm a);  // "ipq", "pg-base", "pg"
 // Parses a name; throws InputError listing the valid names.
 Algorithm parse_algorithm(const std::string& name);
+// Parses a name algorithm_name gives; nullopt for anything else.
+std::optional<Algorithm> try_parse_algorithm(std::string_view name);
 
 struct IpqParams {
   // Scale of the Gaussian perturbation that splits the most populated cluster.
@@ -55,35 +60,12 @@ struct KMeansParams {
   DwcParams dwc;  // used by Algorithm::kPg only
 };
 
-struct IterationStats {
-  int iteration = 0;           // 0-based
-  double objective = 0;        // sum of squared errors over all weights after the update
-  int64_t empty_before = 0;    // empty clusters after assignment, before resolution
-  int64_t empty_after = 0;     // empty clusters after resolution
-  int resolution_rounds = 0;   // ipq tries or pg fine-tuning rounds
-  double seconds_assign = 0;   // the iteration's first assignment pass
-  double seconds_resolve = 0;  // empty-cluster resolution, its reassignments included
-  double seconds_update = 0;   // accumulation, means and objective
-};
-
-struct KMeansResult {
+// The statistics of the run (engine/layer_stats.h) and its codebook and codes.
+struct KMeansResult : LayerStats {
   std::vector<float> centroids;  // [K, b]
   std::vector<uint32_t> codes;   // [n] code of every input vector
   std::vector<uint64_t> counts;  // [K] input vectors per code
-  int64_t empty_clusters = 0;    // codes no input vector uses
-  double objective = 0;          // final sum of squared errors over all input vectors
-  int64_t initial_empty = 0;     // empty clusters of the initial state
-  int iterations_run = 0;
-  int resolution_rounds = 0;   // total over iterations
-  double seconds_resolve = 0;  // total over iterations
-  // ipq: fairseq stops iterating when its tries run out with clusters still empty.
-  bool stopped_early = false;
-  std::string stop_reason;
-  int64_t distinct_vectors = 0;  // after deduplication
-  int64_t clustered_points = 0;  // points k-means ran on (after DWC for pg)
   DwcResult dwc;                 // pg only: consolidation figures (points/mapping cleared)
-  std::vector<IterationStats> per_iteration;
-  double seconds_total = 0;
 };
 
 // Called after every iteration (progress output); may be empty.
@@ -91,13 +73,14 @@ using IterationCallback = std::function<void(const IterationStats&)>;
 
 // Clusters `vectors` ([n, dim] row-major, finite) into params.n_centroids centroids.
 // `layer` names the layer in errors and seeds its random streams. Throws InputError
-// for K < 1, K > n, iterations < 0, non-finite values or a dim outside 1..32.
+// for K < 1, K > n, iterations < 0, non-finite values or a dim outside 1..32: this is
+// the engine's entry for raw vectors, so the values are checked here, once.
 //
-// With a `group` of several ranks, every rank calls this with the same arguments; each
-// assigns its slice of the points and the group adds up sums and counts, so every rank
-// returns the same result, bit for bit the one a single rank computes.
-KMeansResult run_kmeans(Backend& backend, const KMeansParams& params, const std::string& layer,
-                        std::span<const float> vectors, int dim,
-                        const IterationCallback& on_iteration = {}, Communicator* group = nullptr);
+// When the context's group has several ranks, every rank calls this with the same
+// arguments; each assigns its slice of the points and the group adds up sums and counts,
+// so every rank returns the same result, bit for bit the one a single rank computes.
+KMeansResult run_kmeans(const EngineContext& context, const KMeansParams& params,
+                        const std::string& layer, std::span<const float> vectors, int dim,
+                        const IterationCallback& on_iteration = {});
 
 }  // namespace pgkm

@@ -4,18 +4,36 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/enum_names.h"
 #include "core/errors.h"
+#include "core/text.h"
 #include "kernels/backend.h"
 
 namespace pgkm {
-namespace {
 
-std::string shape_string(std::span<const int64_t> shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i)
-    s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
+namespace {
+constexpr EnumNames<ModuleType, 4> kModuleTypeNames{{{{ModuleType::kNone, "none"},
+                                                      {ModuleType::kLinear, "Linear"},
+                                                      {ModuleType::kEmbedding, "Embedding"},
+                                                      {ModuleType::kConv2d, "Conv2d"}}}};
+}  // namespace
+
+const char* module_type_name(ModuleType type) {
+  return kModuleTypeNames.name(type);
 }
+
+std::optional<ModuleType> parse_module_type(std::string_view name) {
+  return kModuleTypeNames.parse(name);
+}
+
+int64_t element_count(std::span<const int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape)
+    n *= d;
+  return n;
+}
+
+namespace {
 
 float load_element(const std::byte* base, size_t index, DType t) {
   switch (t) {
@@ -40,9 +58,9 @@ BlockLayout make_block_layout(const std::string& name, std::span<const int64_t> 
                               int block_size) {
   PGKM_EXPECTS(shape.size() == 2 || shape.size() == 4, name,
                "only 2-D (Linear, Embedding) and 4-D (Conv2d) weights can be quantized, shape is ",
-               shape_string(shape));
+               shape_text(shape));
   for (int64_t d : shape) {
-    PGKM_EXPECTS(d > 0, name, "zero-size tensor, shape ", shape_string(shape));
+    PGKM_EXPECTS(d > 0, name, "zero-size tensor, shape ", shape_text(shape));
   }
   PGKM_EXPECTS(block_size >= 1 && block_size <= kMaxBlockSize, name, "block size ", block_size,
                " is outside 1..", kMaxBlockSize);
@@ -53,7 +71,7 @@ BlockLayout make_block_layout(const std::string& name, std::span<const int64_t> 
     layout.row_length *= shape[i];
   layout.block_size = block_size;
   PGKM_EXPECTS(layout.row_length % block_size == 0, name, "row length ", layout.row_length,
-               " (shape ", shape_string(shape), ") is not divisible by block size ", block_size);
+               " (shape ", shape_text(shape), ") is not divisible by block size ", block_size);
   PGKM_EXPECTS(layout.n_vectors() < (int64_t{1} << 32), name, layout.n_vectors(),
                " subvectors: more than 2^32 in one layer is not supported");
   return layout;
@@ -64,7 +82,7 @@ void check_weight_values(const WeightView& w) {
   for (int64_t d : w.shape)
     numel *= d;
   PGKM_EXPECTS(w.bytes.size() == static_cast<size_t>(numel) * dtype_size(w.dtype), w.name, "holds ",
-               w.bytes.size(), " bytes but shape ", shape_string(w.shape), " of ",
+               w.bytes.size(), " bytes but shape ", shape_text(w.shape), " of ",
                dtype_name(w.dtype), " needs ", static_cast<size_t>(numel) * dtype_size(w.dtype));
   const int64_t row_length = w.shape.empty() ? 1 : numel / std::max<int64_t>(w.shape[0], 1);
   for (size_t i = 0; i < static_cast<size_t>(numel); ++i) {
@@ -77,7 +95,9 @@ void check_weight_values(const WeightView& w) {
 }
 
 std::vector<float> extract_subvectors(const WeightView& w, const BlockLayout& layout) {
-  check_weight_values(w);
+  PGKM_ASSERT(
+      w.bytes.size() == static_cast<size_t>(layout.rows * layout.row_length) * dtype_size(w.dtype),
+      "weight ", w.name, ": ", w.bytes.size(), " bytes do not match the layout");
   const int b = layout.block_size;
   const int64_t out = layout.rows;
   std::vector<float> vectors(static_cast<size_t>(layout.rows * layout.row_length));

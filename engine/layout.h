@@ -1,4 +1,4 @@
-// Product-quantization block layout, identical to fairseq's (REFERENCES.md).
+// Product-quantization block layout, identical to fairseq's (docs/ARCHITECTURE.md).
 //
 // A Linear/Embedding weight W of shape (out, in) with block size b is cut into
 // subvectors of b contiguous weights of one row, ordered block-major:
@@ -9,13 +9,23 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/dtype.h"
 
 namespace pgkm {
+
+// What kind of layer a weight tensor belongs to; kNone is never quantized.
+enum class ModuleType { kNone, kLinear, kEmbedding, kConv2d };
+
+// "Linear", "Embedding", "Conv2d" (fairseq's class names) or "none".
+const char* module_type_name(ModuleType type);
+// Parses a name module_type_name gives; nullopt for anything else.
+std::optional<ModuleType> parse_module_type(std::string_view name);
 
 // A source tensor as it sits in the model file (little-endian, row-major).
 struct WeightView {
@@ -33,18 +43,22 @@ struct BlockLayout {
   int64_t n_vectors() const { return rows * blocks_per_row(); }
 };
 
+// Number of elements of a tensor of `shape` (1 for a scalar); the shape must be valid.
+int64_t element_count(std::span<const int64_t> shape);
+
 // Validates shape and block size for tensor `name`: rank 2 or 4, no zero
 // dimension, 1 <= b <= 32, b divides the row. Throws InputError naming the tensor.
 BlockLayout make_block_layout(const std::string& name, std::span<const int64_t> shape,
                               int block_size);
 
-// Throws InputError naming the tensor and element index when `w` holds a NaN or Inf,
-// or when its byte size does not match its shape and dtype.
+// The check of a weight where it enters pgkm (the pipeline runs it on every layer it
+// will quantize, before any clustering): throws InputError naming the tensor and element
+// index when `w` holds a NaN or Inf, or when its byte size does not match its shape and
+// dtype.
 void check_weight_values(const WeightView& w);
 
-// The subvectors of `w` in fairseq order as float: [n_vectors, b] row-major.
-// Throws InputError naming the tensor and element index for NaN, Inf or a size
-// mismatch between shape and bytes.
+// The subvectors of `w` in fairseq order as float: [n_vectors, b] row-major: a pure
+// conversion. Precondition: check_weight_values(w) passed and `layout` is w's layout.
 std::vector<float> extract_subvectors(const WeightView& w, const BlockLayout& layout);
 
 // Inverse of extract_subvectors for a quantized layer: writes the dequantized

@@ -4,20 +4,26 @@
 
 namespace pgkm {
 
-QuantizedLayer quantize_layer(Backend& backend, const WeightView& weight, int block_size,
-                              const KMeansParams& params, const IterationCallback& on_iteration,
-                              Communicator* group) {
-  QuantizedLayer out;
-  out.name = weight.name;
-  out.shape = weight.shape;
-  out.source_dtype = weight.dtype;
-  out.layout = make_block_layout(weight.name, weight.shape, block_size);
-  PGKM_EXPECTS(params.n_centroids <= out.layout.n_vectors(), weight.name, params.n_centroids,
-               " centroids requested but block size ", block_size, " gives only ",
-               out.layout.n_vectors(), " subvectors");
-  const std::vector<float> vectors = extract_subvectors(weight, out.layout);
-  out.kmeans = run_kmeans(backend, params, weight.name, vectors, block_size, on_iteration, group);
-  return out;
+LayerRecord quantize_layer(const EngineContext& context, const WeightView& weight,
+                           const LayerSettings& settings, const IterationCallback& on_iteration) {
+  const BlockLayout layout = make_block_layout(weight.name, weight.shape, settings.block_size);
+  const int64_t k = settings.kmeans.n_centroids;
+  PGKM_EXPECTS(k <= layout.n_vectors(), weight.name, k, " centroids requested but block size ",
+               settings.block_size, " gives only ", layout.n_vectors(), " subvectors");
+  KMeansResult result =
+      run_kmeans(context, settings.kmeans, weight.name, extract_subvectors(weight, layout),
+                 settings.block_size, on_iteration);
+  LayerRecord record;
+  record.name = weight.name;
+  record.shape = weight.shape;
+  record.source_dtype = weight.dtype;
+  record.settings = settings;
+  record.settings_digest = settings_digest(settings);
+  record.stats = result;  // the LayerStats part of the result
+  record.centroids = std::move(result.centroids);
+  record.codes = std::move(result.codes);
+  record.counts = std::move(result.counts);
+  return record;
 }
 
 }  // namespace pgkm

@@ -1,27 +1,20 @@
 // One layer, end to end: source tensor -> PQ subvectors -> k-means -> codebook and codes.
 #pragma once
 
-#include <string>
-
 #include "engine/kmeans.h"
+#include "engine/layer_record.h"
 #include "engine/layout.h"
 
 namespace pgkm {
 
-struct QuantizedLayer {
-  std::string name;
-  std::vector<int64_t> shape;  // the source tensor's shape
-  DType source_dtype = DType::F32;
-  BlockLayout layout;
-  KMeansResult kmeans;  // centroids [K, b], codes in fairseq order, statistics
-};
-
-// Quantizes `weight` with block size `block_size` and `params`. Bad input (shape,
-// block size, K larger than the number of subvectors, NaN/Inf) throws InputError
-// naming the tensor and the value. `group`: ranks sharing the layer (see run_kmeans).
-QuantizedLayer quantize_layer(Backend& backend, const WeightView& weight, int block_size,
-                              const KMeansParams& params,
-                              const IterationCallback& on_iteration = {},
-                              Communicator* group = nullptr);
+// Quantizes `weight` as `settings` say and returns its record: name, shape, source
+// dtype, settings and their digest, statistics, centroids [K, b], codes in fairseq order
+// and counts (module_type and source_digest are the caller's to fill in). Bad input
+// (shape, block size, K larger than the number of subvectors) throws InputError naming
+// the tensor and the value. Precondition: the weight's values were checked with
+// check_weight_values (where the model is read), so they are finite.
+LayerRecord quantize_layer(const EngineContext& context, const WeightView& weight,
+                           const LayerSettings& settings,
+                           const IterationCallback& on_iteration = {});
 
 }  // namespace pgkm

@@ -1,6 +1,6 @@
 // Seeded randomness: every random choice in pgkm comes from a stream keyed by the
 // global seed, the layer's name and a purpose, never by the rank or thread
-// (CONVENTIONS.md #9). Same inputs, same bits, whoever runs the layer.
+// (docs/CONVENTIONS.md #9). Same inputs, same bits, whoever runs the layer.
 #pragma once
 
 #include <cstdint>

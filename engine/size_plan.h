@@ -1,4 +1,4 @@
-// Size accounting compatible with fairseq's SizeTracker (REFERENCES.md), and the cost
+// Size accounting compatible with fairseq's SizeTracker (docs/ARCHITECTURE.md), and the cost
 // model used to order and schedule layers.
 #pragma once
 

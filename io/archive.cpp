@@ -17,7 +17,7 @@ namespace {
 constexpr const char* kPartFormat = "pgkm-layer-part";
 
 // Writes a part file at `tmp_path`: root format attributes and /layers/<layer>.
-void write_part_file(const std::string& tmp_path, const ArchiveLayer& layer) {
+void write_part_file(const std::string& tmp_path, const LayerRecord& layer) {
   const H5Site site(tmp_path, false);
   H5File file = create_file(site);
   write_attr_string(site, file.get(), "format", kPartFormat);
@@ -29,7 +29,7 @@ void write_part_file(const std::string& tmp_path, const ArchiveLayer& layer) {
 }
 
 // Reads the layer `tensor` from a part file, validating it like an archive layer.
-ArchiveLayer read_part_file(const std::string& path, const std::string& tensor) {
+LayerRecord read_part_file(const std::string& path, const std::string& tensor) {
   const H5Site site(path, true);
   if (!is_hdf5_file(path)) site.fail("not an HDF5 file");
   H5File file = open_file(site, false);
@@ -73,7 +73,7 @@ void ArchiveWriter::discard() noexcept {
   out_.reset();  // removes the temporary file
 }
 
-void ArchiveWriter::write_layer(const ArchiveLayer& layer) {
+void ArchiveWriter::write_layer(const LayerRecord& layer) {
   PGKM_ASSERT(file_.valid(), "write_layer after finalize");
   validate_layer(H5Site(final_path_, false), layer);
   const H5Site site(out_->temp_path(), false);
@@ -122,7 +122,7 @@ std::string LayerCheckpoints::part_path(const std::string& tensor) const {
   return dir_ + "/" + escape_name(tensor) + ".h5";
 }
 
-void LayerCheckpoints::save(const ArchiveLayer& layer) {
+void LayerCheckpoints::save(const LayerRecord& layer) {
   validate_layer(H5Site(dir_, false), layer);
   std::error_code ec;
   const bool created = std::filesystem::create_directories(dir_, ec);
@@ -133,14 +133,14 @@ void LayerCheckpoints::save(const ArchiveLayer& layer) {
   part.commit();
 }
 
-std::optional<ArchiveLayer> LayerCheckpoints::load_matching(
+std::optional<LayerRecord> LayerCheckpoints::load_matching(
     const std::string& tensor, const std::string& source_digest,
     const std::string& settings_digest) const {
   const std::string path = part_path(tensor);
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return std::nullopt;
   try {
-    ArchiveLayer layer = read_part_file(path, tensor);
+    LayerRecord layer = read_part_file(path, tensor);
     if (layer.source_digest != source_digest || layer.settings_digest != settings_digest) {
       return std::nullopt;
     }
@@ -182,7 +182,7 @@ std::vector<std::string> ArchiveReader::layer_names() const {
   return real_names(site, layers.get(), "layer");
 }
 
-ArchiveLayer ArchiveReader::read_layer(const std::string& name) const {
+LayerRecord ArchiveReader::read_layer(const std::string& name) const {
   const H5Site site(path_, true);
   H5Group layers = open_group(site, file_.get(), "layers");
   const std::string link = escape_name(name);

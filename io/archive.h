@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/atomic_file.h"
+#include "engine/layer_record.h"
 #include "io/hdf5_handles.h"
 
 namespace pgkm::io {
@@ -41,38 +42,12 @@ struct ArchiveHeader {
   std::string created_utc;
 };
 
-// One quantized layer: codebook, codes and the statistics of its k-means run.
-// Shapes: centroids [n_centroids, block_size] row-major; codes [numel / block_size] in
-// fairseq order (subvector j = blk * out + row is W[row, blk*b : (blk+1)*b]); counts
-// [n_centroids].
-struct ArchiveLayer {
-  std::string name;               // tensor name, e.g. "encoder.layers.0.fc1.weight"
-  std::vector<int64_t> shape;     // the source tensor's shape
-  std::string source_dtype;       // "F32", "F16" or "BF16"
-  std::string module_type;        // e.g. "Linear", "Embedding", "Conv2d"
-  int64_t block_size = 0;         // b
-  int64_t n_centroids = 0;        // K
-  std::string algorithm;          // "pg", "pg-base" or "ipq"
-  int64_t iterations = 0;         // iterations run
-  int64_t empty_clusters = 0;     // codes no subvector uses, at the end
-  int64_t initial_empty = 0;      // empty clusters of the initial state
-  double objective = 0;           // final sum of squared errors
-  int64_t resolution_rounds = 0;  // empty-cluster resolution tries / rounds, total
-  double seconds = 0;             // wall time of the layer's k-means
-  int64_t distinct_vectors = 0;   // subvectors after deduplication
-  int64_t clustered_points = 0;   // points k-means ran on (after DWC for pg)
-  bool stopped_early = false;     // ipq ran out of resolution tries
-  std::string source_digest;      // digest of the source tensor's bytes
-  std::string settings_digest;    // digest of the settings that produced the layer
-  // One JSON object per k-means iteration: objective, empty_before, empty_after,
-  // resolution_rounds, seconds_assign, seconds_resolve, seconds_update (attribute
-  // iteration_stats).
-  std::string iteration_stats_json = "[]";
-  bool centroids_f16 = true;     // store centroids as float16 (else float32)
-  std::vector<float> centroids;  // [K * b]; read back as float whatever was stored
-  std::vector<uint32_t> codes;   // [numel / b], each < K
-  std::vector<uint64_t> counts;  // [K] subvectors per code, each < 2^32
-};
+// A quantized layer is stored as its LayerRecord (engine/layer_record.h): the kArchive
+// fields become attributes of its group, and centroids [n_centroids, block_size]
+// (float16 or float32 as settings.centroid_dtype says), codes [numel / block_size] (fairseq
+// order) and counts [n_centroids] its datasets. Settings that are not kArchive fields
+// (seed, the algorithms' parameters) are recorded only in settings_digest and the header:
+// a record read back has them at their defaults.
 
 // A tensor stored unchanged (biases, norms, layers not quantized).
 struct KeptTensor {
@@ -96,7 +71,7 @@ class ArchiveWriter {
 
   // Adds /layers/<escaped name>. Throws InputError for an inconsistent layer (sizes,
   // codes >= K) or a name written before.
-  void write_layer(const ArchiveLayer& layer);
+  void write_layer(const LayerRecord& layer);
   // Adds /tensors/<escaped name>. Throws InputError if bytes.size() is not
   // numel * dtype size, the dtype is unknown or the name was written before.
   void write_kept(const KeptTensor& tensor);
@@ -129,12 +104,12 @@ class LayerCheckpoints {
   // The sidecar directory, final_path + ".parts".
   const std::string& dir() const { return dir_; }
   // Saves `layer` durably (tmp file, fsync, rename); replaces an older save.
-  void save(const ArchiveLayer& layer);
+  void save(const LayerRecord& layer);
   // The saved layer `tensor`, or nullopt if there is none, or it has other digests, or
   // it is incomplete or unreadable (those two print a warning to stderr).
-  std::optional<ArchiveLayer> load_matching(const std::string& tensor,
-                                            const std::string& source_digest,
-                                            const std::string& settings_digest) const;
+  std::optional<LayerRecord> load_matching(const std::string& tensor,
+                                           const std::string& source_digest,
+                                           const std::string& settings_digest) const;
   // Deletes the sidecar directory (after a successful finalize).
   void remove_all();
 
@@ -160,7 +135,7 @@ class ArchiveReader {
   std::vector<std::string> layer_names() const;
   // Reads and validates one layer: attributes present and typed, centroids [K, b],
   // codes [numel / b] each < K, counts [K], complete == 1.
-  ArchiveLayer read_layer(const std::string& name) const;
+  LayerRecord read_layer(const std::string& name) const;
   // Real names of the kept tensors, in the order they were written.
   std::vector<std::string> kept_names() const;
   // Reads one kept tensor byte-exact; checks its size is numel * dtype size.

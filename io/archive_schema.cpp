@@ -6,47 +6,19 @@
 #include <ctime>
 #include <limits>
 #include <span>
+#include <type_traits>
 #include <utility>
 
 #include "core/errors.h"
 #include "core/text.h"
 #include "engine/dtype.h"
+#include "io/record_json.h"
 #include "io/safetensors.h"
 
 namespace pgkm::io {
 namespace {
 
 constexpr const char* kFormatName = "pgkm";
-
-template <typename T>
-struct Field {
-  const char* attr;
-  T ArchiveLayer::*member;
-};
-
-// Layer attributes other than name, shape, stopped_early and complete, in write order.
-constexpr std::array<Field<std::string>, 6> kLayerStrings{{
-    {"source_dtype", &ArchiveLayer::source_dtype},
-    {"module_type", &ArchiveLayer::module_type},
-    {"algorithm", &ArchiveLayer::algorithm},
-    {"source_digest", &ArchiveLayer::source_digest},
-    {"settings_digest", &ArchiveLayer::settings_digest},
-    {"iteration_stats", &ArchiveLayer::iteration_stats_json},
-}};
-constexpr std::array<Field<int64_t>, 8> kLayerInts{{
-    {"block_size", &ArchiveLayer::block_size},
-    {"n_centroids", &ArchiveLayer::n_centroids},
-    {"iterations", &ArchiveLayer::iterations},
-    {"empty_clusters", &ArchiveLayer::empty_clusters},
-    {"initial_empty", &ArchiveLayer::initial_empty},
-    {"resolution_rounds", &ArchiveLayer::resolution_rounds},
-    {"distinct_vectors", &ArchiveLayer::distinct_vectors},
-    {"clustered_points", &ArchiveLayer::clustered_points},
-}};
-constexpr std::array<Field<double>, 2> kLayerDoubles{{
-    {"objective", &ArchiveLayer::objective},
-    {"seconds", &ArchiveLayer::seconds},
-}};
 
 std::string dims_text(const std::vector<hsize_t>& dims) {
   return shape_text(dims);
@@ -123,15 +95,16 @@ void expect_unsigned(const H5Site& site, const DatasetInfo& info, const std::str
 }
 
 void read_layer_datasets(const H5Site& site, hid_t group, const std::string& where,
-                         ArchiveLayer& layer) {
-  PGKM_EXPECTS(layer.block_size >= 1 && layer.n_centroids >= 1, site.path(), where, ": block_size ",
-               layer.block_size, " and n_centroids ", layer.n_centroids, " must be at least 1");
-  const auto k = static_cast<hsize_t>(layer.n_centroids);
-  const auto b = static_cast<hsize_t>(layer.block_size);
+                         LayerRecord& layer) {
+  PGKM_EXPECTS(layer.settings.block_size >= 1 && layer.settings.kmeans.n_centroids >= 1,
+               site.path(), where, ": block_size ", layer.settings.block_size, " and n_centroids ",
+               layer.settings.kmeans.n_centroids, " must be at least 1");
+  const auto k = static_cast<hsize_t>(layer.settings.kmeans.n_centroids);
+  const auto b = static_cast<hsize_t>(layer.settings.block_size);
   const int64_t numel = checked_numel(site.path(), where, layer.shape, false);
-  PGKM_EXPECTS(numel % layer.block_size == 0, site.path(), where, ": block_size ", layer.block_size,
-               " does not divide numel ", numel);
-  const auto n = static_cast<hsize_t>(numel / layer.block_size);
+  PGKM_EXPECTS(numel % layer.settings.block_size == 0, site.path(), where, ": block_size ",
+               layer.settings.block_size, " does not divide numel ", numel);
+  const auto n = static_cast<hsize_t>(numel / layer.settings.block_size);
 
   DatasetInfo centroids =
       open_layer_dataset(site, group, where, "centroids", {k, b}, "n_centroids, block_size");
@@ -140,7 +113,8 @@ void read_layer_datasets(const H5Site& site, hid_t group, const std::string& whe
                       type_class_name(centroids.type_class), " of ", centroids.type_size,
                       " bytes, expected float16 or float32"));
   }
-  layer.centroids_f16 = centroids.type_size == 2;
+  layer.settings.centroid_dtype =
+      centroids.type_size == 2 ? CentroidDtype::kF16 : CentroidDtype::kF32;
   layer.centroids.resize(centroids.n_elements);
   read_dataset(site, centroids, H5T_NATIVE_FLOAT, layer.centroids.data(),
                str_cat(where, ": dataset 'centroids'"));
@@ -179,27 +153,28 @@ std::string escape_name(const std::string& name) {
   return out;
 }
 
-void validate_layer(const H5Site& site, const ArchiveLayer& layer) {
+void validate_layer(const H5Site& site, const LayerRecord& layer) {
   const std::string& path = site.path();
   const std::string where = str_cat("layer '", layer.name, "'");
   PGKM_EXPECTS(!layer.name.empty(), path, "a layer has an empty name");
-  PGKM_EXPECTS(
-      layer.source_dtype == "F32" || layer.source_dtype == "F16" || layer.source_dtype == "BF16",
-      path, where, ": source_dtype '", layer.source_dtype, "' is not F32, F16 or BF16");
   PGKM_EXPECTS(layer.shape.size() >= 2, path, where, ": shape ", shape_text(layer.shape),
                " has rank ", layer.shape.size(), ", expected 2 or more");
   const int64_t numel = checked_numel(path, where, layer.shape, false);
   const int64_t row = numel / layer.shape[0];
-  const int64_t b = layer.block_size;
+  const int64_t b = layer.settings.block_size;
   PGKM_EXPECTS(b >= 1 && row % b == 0, path, where, ": block_size ", b,
                " does not divide the row length ", row);
-  const int64_t k = layer.n_centroids;
+  const int64_t k = layer.settings.kmeans.n_centroids;
   PGKM_EXPECTS(k >= 1 && k <= (int64_t{1} << 32), path, where, ": n_centroids ", k,
                " is outside 1..2^32");
-  for (const auto& field : kLayerInts) {
-    PGKM_EXPECTS(layer.*field.member >= 0, path, where, ": ", field.attr, " is negative (",
-                 layer.*field.member, ")");
-  }
+  for_each_layer_field(layer, [&](const FieldInfo& f, const auto& value) {
+    using T = std::decay_t<decltype(value)>;
+    if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+      if (f.uses & kArchive) {
+        PGKM_EXPECTS(value >= 0, path, where, ": ", f.name, " is negative (", value, ")");
+      }
+    }
+  });
   PGKM_EXPECTS(layer.centroids.size() == static_cast<size_t>(k * b), path, where,
                ": centroids has ", layer.centroids.size(),
                " values, expected n_centroids * block_size = ", k * b);
@@ -265,22 +240,90 @@ ArchiveHeader read_header_attrs(const H5Site& site, hid_t root, int64_t& format_
   return h;
 }
 
-void write_layer_group(const H5Site& site, hid_t layers, const ArchiveLayer& layer) {
+namespace {
+
+// Writes the kArchive fields of a layer as attributes of its group, in table order.
+void write_layer_attrs(const H5Site& site, hid_t g, const LayerRecord& layer) {
+  for_each_layer_field(layer, [&](const FieldInfo& f, const auto& value) {
+    if ((f.uses & kArchive) == 0) return;
+    using T = std::decay_t<decltype(value)>;
+    if constexpr (std::is_same_v<T, std::string>) {
+      write_attr_string(site, g, f.name, value);
+    } else if constexpr (std::is_enum_v<T>) {
+      write_attr_string(site, g, f.name, field_text(value));
+    } else if constexpr (std::is_same_v<T, bool>) {
+      write_attr_int(site, g, f.name, value ? 1 : 0);
+    } else if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+      write_attr_int(site, g, f.name, value);
+    } else if constexpr (std::is_integral_v<T>) {
+      write_attr_uint(site, g, f.name, value);
+    } else if constexpr (std::is_floating_point_v<T>) {
+      write_attr_double(site, g, f.name, value);
+    } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+      write_attr_ints(site, g, f.name, value);
+    } else if constexpr (std::is_same_v<T, std::vector<IterationStats>>) {
+      write_attr_string(site, g, f.name, iteration_stats_json(value, kArchive).dump());
+    } else {
+      static_assert(sizeof(T) == 0, "no archive encoding for this field type");
+    }
+  });
+}
+
+// Reads the kArchive fields back, checking each attribute's type and value.
+void read_layer_attrs(const H5Site& site, hid_t g, const std::string& where, LayerRecord& layer) {
+  for_each_layer_field(layer, [&](const FieldInfo& f, auto& value) {
+    if ((f.uses & kArchive) == 0) return;
+    using T = std::decay_t<decltype(value)>;
+    if constexpr (std::is_same_v<T, std::string>) {
+      value = read_attr_string(site, g, f.name, where);
+    } else if constexpr (std::is_enum_v<T>) {
+      const std::string text = read_attr_string(site, g, f.name, where);
+      if (!parse_field_text(text, value)) {
+        site.fail(str_cat(where, ": attribute '", f.name, "' has the unknown value '", text, "'"));
+      }
+    } else if constexpr (std::is_same_v<T, bool>) {
+      const int64_t v = read_attr_int(site, g, f.name, where);
+      if (v != 0 && v != 1) {
+        site.fail(str_cat(where, ": attribute '", f.name, "' is ", v, ", expected 0 or 1"));
+      }
+      value = v == 1;
+    } else if constexpr (std::is_integral_v<T> && std::is_signed_v<T>) {
+      const int64_t v = read_attr_int(site, g, f.name, where);
+      if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max()) {
+        site.fail(str_cat(where, ": attribute '", f.name, "' is out of range (", v, ")"));
+      }
+      value = static_cast<T>(v);
+    } else if constexpr (std::is_integral_v<T>) {
+      value = static_cast<T>(read_attr_uint(site, g, f.name, where));
+    } else if constexpr (std::is_floating_point_v<T>) {
+      value = static_cast<T>(read_attr_double(site, g, f.name, where));
+    } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+      value = read_attr_ints(site, g, f.name, where);
+    } else if constexpr (std::is_same_v<T, std::vector<IterationStats>>) {
+      const std::string text = read_attr_string(site, g, f.name, where);
+      const std::string context = str_cat(where, ": attribute '", f.name, "'");
+      const nlohmann::json parsed = nlohmann::json::parse(text, nullptr, false);
+      if (parsed.is_discarded()) site.fail(str_cat(context, " is not valid JSON"));
+      try {
+        value = parse_iteration_stats(parsed, context);
+      } catch (const InputError& e) {
+        site.fail(e.what());
+      }
+    } else {
+      static_assert(sizeof(T) == 0, "no archive encoding for this field type");
+    }
+  });
+}
+
+}  // namespace
+
+void write_layer_group(const H5Site& site, hid_t layers, const LayerRecord& layer) {
   H5Group group = create_group(site, layers, escape_name(layer.name));
   const hid_t g = group.get();
-  write_attr_string(site, g, "name", layer.name);
-  write_attr_ints(site, g, "shape", layer.shape);
-  for (const auto& f : kLayerStrings)
-    write_attr_string(site, g, f.attr, layer.*f.member);
-  for (const auto& f : kLayerInts)
-    write_attr_int(site, g, f.attr, layer.*f.member);
-  for (const auto& f : kLayerDoubles)
-    write_attr_double(site, g, f.attr, layer.*f.member);
-  write_attr_int(site, g, "stopped_early", layer.stopped_early ? 1 : 0);
-
-  const auto k = static_cast<hsize_t>(layer.n_centroids);
-  const auto b = static_cast<hsize_t>(layer.block_size);
-  if (layer.centroids_f16) {
+  write_layer_attrs(site, g, layer);
+  const auto k = static_cast<hsize_t>(layer.settings.kmeans.n_centroids);
+  const auto b = static_cast<hsize_t>(layer.settings.block_size);
+  if (layer.settings.centroid_dtype == CentroidDtype::kF16) {
     std::vector<uint16_t> half(layer.centroids.size());
     for (size_t i = 0; i < half.size(); ++i)
       half[i] = float_to_f16(layer.centroids[i]);
@@ -290,17 +333,17 @@ void write_layer_group(const H5Site& site, hid_t layers, const ArchiveLayer& lay
     write_dataset(site, g, "centroids", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, {k, b},
                   layer.centroids.data());
   }
-  write_dataset(site, g, "codes", code_file_type(layer.n_centroids), H5T_NATIVE_UINT32,
-                {layer.codes.size()}, layer.codes.data());
+  write_dataset(site, g, "codes", code_file_type(layer.settings.kmeans.n_centroids),
+                H5T_NATIVE_UINT32, {layer.codes.size()}, layer.codes.data());
   write_dataset(site, g, "counts", H5T_STD_U32LE, H5T_NATIVE_UINT64, {k}, layer.counts.data());
   // Last: a layer counts only once this mark follows all of its data.
   write_attr_int(site, g, "complete", 1);
 }
 
-ArchiveLayer read_layer_group(const H5Site& site, hid_t layers, const std::string& link) {
+LayerRecord read_layer_group(const H5Site& site, hid_t layers, const std::string& link) {
   H5Group group = open_group(site, layers, link);
   const hid_t g = group.get();
-  ArchiveLayer layer;
+  LayerRecord layer;
   const bool named = has_attr(site, g, "name", str_cat("layer '", link, "'"));
   layer.name = named ? read_attr_string(site, g, "name", str_cat("layer '", link, "'")) : link;
   const std::string where = str_cat("layer '", layer.name, "'");
@@ -313,18 +356,7 @@ ArchiveLayer read_layer_group(const H5Site& site, hid_t layers, const std::strin
   if (escape_name(layer.name) != link) {
     site.fail(str_cat(where, " is stored under the wrong group name '", link, "'"));
   }
-  layer.shape = read_attr_ints(site, g, "shape", where);
-  for (const auto& f : kLayerStrings)
-    layer.*f.member = read_attr_string(site, g, f.attr, where);
-  for (const auto& f : kLayerInts)
-    layer.*f.member = read_attr_int(site, g, f.attr, where);
-  for (const auto& f : kLayerDoubles)
-    layer.*f.member = read_attr_double(site, g, f.attr, where);
-  const int64_t stopped = read_attr_int(site, g, "stopped_early", where);
-  if (stopped != 0 && stopped != 1) {
-    site.fail(str_cat(where, ": attribute 'stopped_early' is ", stopped, ", expected 0 or 1"));
-  }
-  layer.stopped_early = stopped == 1;
+  read_layer_attrs(site, g, where, layer);
   read_layer_datasets(site, g, where, layer);
   validate_layer(site, layer);
   return layer;

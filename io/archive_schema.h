@@ -22,7 +22,7 @@ std::string escape_name(const std::string& name);
 // Throws InputError(site.path(), "layer 'x': ...") unless the layer is consistent:
 // known source dtype, positive shape, b >= 1 dividing the row length, K >= 1,
 // centroids [K * b] finite, codes [numel / b] each < K, counts [K] each < 2^32.
-void validate_layer(const H5Site& site, const ArchiveLayer& layer);
+void validate_layer(const H5Site& site, const LayerRecord& layer);
 
 // Writes the root attributes (format, format_version, header fields).
 void write_header_attrs(const H5Site& site, hid_t root, const ArchiveHeader& header);
@@ -32,10 +32,10 @@ ArchiveHeader read_header_attrs(const H5Site& site, hid_t root, int64_t& format_
 
 // Writes group <layers>/<escaped name> (which must not exist) with its datasets;
 // `complete` goes last. The layer must have passed validate_layer.
-void write_layer_group(const H5Site& site, hid_t layers, const ArchiveLayer& layer);
+void write_layer_group(const H5Site& site, hid_t layers, const LayerRecord& layer);
 // Reads and validates group <layers>/<link>: complete == 1 first, then every
 // attribute and dataset (validate_layer and the dataset shapes and types).
-ArchiveLayer read_layer_group(const H5Site& site, hid_t layers, const std::string& link);
+LayerRecord read_layer_group(const H5Site& site, hid_t layers, const std::string& link);
 
 // Throws InputError(site.path(), "tensor 'x': ...") for an empty name, an unknown
 // dtype or a byte count other than numel * dtype size.

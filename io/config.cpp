@@ -245,20 +245,6 @@ std::vector<size_t> name_order(const std::vector<TensorDesc>& tensors) {
 
 }  // namespace detail
 
-const char* module_type_name(ModuleType type) {
-  switch (type) {
-    case ModuleType::kLinear:
-      return "Linear";
-    case ModuleType::kEmbedding:
-      return "Embedding";
-    case ModuleType::kConv2d:
-      return "Conv2d";
-    case ModuleType::kNone:
-      return "none";
-  }
-  return "none";
-}
-
 ModuleType classify_tensor(const TensorDesc& tensor) {
   const std::string_view name(tensor.name);
   if (name != "weight" && !name.ends_with(".weight")) return ModuleType::kNone;

@@ -18,14 +18,9 @@
 
 #include "core/limits.h"
 #include "engine/kmeans.h"
+#include "engine/layout.h"
 
 namespace pgkm::io {
-
-// What kind of layer a weight tensor belongs to; kNone is never quantized.
-enum class ModuleType { kNone, kLinear, kEmbedding, kConv2d };
-
-// "Linear", "Embedding", "Conv2d" (fairseq's class names) or "none".
-const char* module_type_name(ModuleType type);
 
 // One tensor of the model (from the safetensors header).
 struct TensorDesc {

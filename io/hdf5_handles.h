@@ -1,4 +1,4 @@
-// RAII owners for HDF5 identifiers (CONVENTIONS.md #8): every hid_t that pgkm opens
+// RAII owners for HDF5 identifiers (docs/CONVENTIONS.md #8): every hid_t that pgkm opens
 // is held by one of these, so no archive code calls H5*close itself.
 #pragma once
 

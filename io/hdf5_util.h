@@ -1,5 +1,5 @@
 // Checked HDF5 primitives for the archive: every failed call becomes a typed pgkm
-// error naming the file, the call and the object (CONVENTIONS.md #6, #14).
+// error naming the file, the call and the object (docs/CONVENTIONS.md #6, #14).
 //
 // Internal to io/: the archive schema (io/archive_schema.h) is built from these.
 #pragma once

@@ -2,6 +2,8 @@
 
 #include <bit>
 #include <cstring>
+#include <string_view>
+#include <type_traits>
 
 #include "core/errors.h"
 
@@ -31,6 +33,15 @@ class Writer {
     }
   }
   void put(int64_t v) { put_uint(static_cast<uint64_t>(v)); }
+  void put(int v) { put_uint(static_cast<uint32_t>(v)); }
+  template <typename E>
+  requires std::is_enum_v<E>
+  void put(E v) { put_uint(static_cast<uint32_t>(v)); }
+  void put(const IterationStats& s) {
+    for_each_iteration_field(s, [&](const FieldInfo& f, const auto& v) {
+      if (f.uses & kWire) put(v);
+    });
+  }
   void put(uint64_t v) { put_uint(v); }
   void put(uint32_t v) { put_uint(v); }
   void put(double v) { put_uint(std::bit_cast<uint64_t>(v)); }
@@ -78,6 +89,22 @@ class Reader {
     return value;
   }
   void get(int64_t& v, const char* field) { v = static_cast<int64_t>(get_uint<uint64_t>(field)); }
+  void get(int& v, const char* field) { v = static_cast<int>(get_uint<uint32_t>(field)); }
+  // Enums travel as their underlying value; a value no member has is an error.
+  template <typename E>
+  requires std::is_enum_v<E>
+  void get(E& v, const char* field) {
+    const size_t at = offset_;
+    v = static_cast<E>(get_uint<uint32_t>(field));
+    E round_trip{};
+    PGKM_EXPECTS(parse_field_text(field_text(v), round_trip) && round_trip == v, context_,
+                 "layer encoding: ", field, " at byte ", at, " is not a known value");
+  }
+  void get(IterationStats& s, const char* field) {
+    for_each_iteration_field(s, [&](const FieldInfo& f, auto& v) {
+      if (f.uses & kWire) get(v, field);
+    });
+  }
   void get(uint64_t& v, const char* field) { v = get_uint<uint64_t>(field); }
   void get(uint32_t& v, const char* field) { v = get_uint<uint32_t>(field); }
   void get(double& v, const char* field) { v = std::bit_cast<double>(get_uint<uint64_t>(field)); }
@@ -98,7 +125,8 @@ class Reader {
   template <typename T>
   void get(std::vector<T>& values, const char* field) {
     const uint64_t count = get_uint<uint64_t>(field);
-    check_count(count, sizeof(T), field);
+    // Each element takes at least one byte on the wire (sizeof for plain numbers).
+    check_count(count, std::is_arithmetic_v<T> ? sizeof(T) : 1, field);
     values.resize(static_cast<size_t>(count));
     for (T& v : values)
       get(v, field);
@@ -121,30 +149,14 @@ class Reader {
   size_t offset_ = 0;
 };
 
-// Visits every field of ArchiveLayer in encoding order; `f(member, "name")`. Shared by
+// Visits every field of a LayerRecord in encoding order, `f(member, "name")`: the kWire
+// fields of the table in engine/layer_record.h, then the codebook and codes. Shared by
 // encode and decode, so the two cannot drift apart.
 template <typename Layer, typename F>
 void for_each_field(Layer& l, F&& f) {
-  f(l.name, "name");
-  f(l.shape, "shape");
-  f(l.source_dtype, "source_dtype");
-  f(l.module_type, "module_type");
-  f(l.block_size, "block_size");
-  f(l.n_centroids, "n_centroids");
-  f(l.algorithm, "algorithm");
-  f(l.iterations, "iterations");
-  f(l.empty_clusters, "empty_clusters");
-  f(l.initial_empty, "initial_empty");
-  f(l.objective, "objective");
-  f(l.resolution_rounds, "resolution_rounds");
-  f(l.seconds, "seconds");
-  f(l.distinct_vectors, "distinct_vectors");
-  f(l.clustered_points, "clustered_points");
-  f(l.stopped_early, "stopped_early");
-  f(l.source_digest, "source_digest");
-  f(l.settings_digest, "settings_digest");
-  f(l.iteration_stats_json, "iteration_stats_json");
-  f(l.centroids_f16, "centroids_f16");
+  for_each_layer_field(l, [&](const FieldInfo& info, auto& member) {
+    if (info.uses & kWire) f(member, info.name);
+  });
   f(l.centroids, "centroids");
   f(l.codes, "codes");
   f(l.counts, "counts");
@@ -152,11 +164,11 @@ void for_each_field(Layer& l, F&& f) {
 
 }  // namespace
 
-std::vector<std::byte> encode_layer(const ArchiveLayer& layer) {
-  const size_t capacity = 256 + layer.name.size() + layer.source_digest.size() +
-                          layer.settings_digest.size() + layer.iteration_stats_json.size() +
-                          8 * layer.shape.size() + 4 * layer.centroids.size() +
-                          4 * layer.codes.size() + 8 * layer.counts.size();
+std::vector<std::byte> encode_layer(const LayerRecord& layer) {
+  const size_t capacity = 512 + layer.name.size() + layer.stats.stop_reason.size() +
+                          64 * layer.stats.per_iteration.size() + 8 * layer.shape.size() +
+                          4 * layer.centroids.size() + 4 * layer.codes.size() +
+                          8 * layer.counts.size();
   Writer writer(capacity);
   writer.put_raw(kMagic, sizeof(kMagic));
   writer.put(kLayerWireVersion);
@@ -164,7 +176,7 @@ std::vector<std::byte> encode_layer(const ArchiveLayer& layer) {
   return writer.take();
 }
 
-ArchiveLayer decode_layer(std::span<const std::byte> bytes, const std::string& context) {
+LayerRecord decode_layer(std::span<const std::byte> bytes, const std::string& context) {
   Reader reader(bytes, context);
   const auto magic = reader.take(sizeof(kMagic), "magic");
   PGKM_EXPECTS(std::memcmp(magic.data(), kMagic, sizeof(kMagic)) == 0, context,
@@ -172,7 +184,7 @@ ArchiveLayer decode_layer(std::span<const std::byte> bytes, const std::string& c
   const auto version = reader.get_uint<uint32_t>("version");
   PGKM_EXPECTS(version == kLayerWireVersion, context, "layer encoding version ", version,
                " is not supported (this pgkm reads version ", kLayerWireVersion, ")");
-  ArchiveLayer layer;
+  LayerRecord layer;
   for_each_field(layer, [&](auto& member, const char* field) { reader.get(member, field); });
   PGKM_EXPECTS(reader.remaining() == 0, context, "layer encoding has ", reader.remaining(),
                " bytes left over after the last field (byte ", reader.offset(), ")");

@@ -1,13 +1,16 @@
 // A finished layer as bytes, to send it from the rank that ran it to rank 0.
 //
-// Encoding (version 1), little-endian, no padding:
+// Encoding (version 2), little-endian, no padding:
 //   magic "PGKMLAYR" (8 bytes), version uint32
-//   then every ArchiveLayer field in declaration order:
+//   then the kWire fields of engine/layer_record.h's table in table order, then centroids,
+//   codes and counts:
 //     string          uint64 byte length, then the bytes
 //     int64 / uint64  8 bytes;  double: its IEEE-754 bits as uint64
+//     int, enum       4 bytes (an enum as its underlying value)
+//     float           its IEEE-754 bits as uint32
 //     bool            1 byte, 0 or 1
-//     vector<T>       uint64 element count, then the elements (float: IEEE-754 bits as
-//                     uint32; uint32 codes: 4 bytes; int64 / uint64: 8 bytes)
+//     vector<T>       uint64 element count, then the elements (an IterationStats: its
+//                     kWire fields in table order)
 //   nothing after the last field.
 // The decoder trusts nothing: every length is checked against the bytes left.
 #pragma once
@@ -23,15 +26,15 @@
 namespace pgkm::io {
 
 // The encoding's version; decode_layer reads only this one.
-inline constexpr uint32_t kLayerWireVersion = 1;
+inline constexpr uint32_t kLayerWireVersion = 2;
 
 // Encodes every field of `layer` (format above).
-std::vector<std::byte> encode_layer(const ArchiveLayer& layer);
+std::vector<std::byte> encode_layer(const LayerRecord& layer);
 
 // Decodes bytes from encode_layer. Throws InputError(context, ...) naming the field and
 // byte offset if the magic or version is wrong, a length runs past the end, a bool is
 // not 0 or 1, or bytes are left over. Never reads outside `bytes`. Checks only the
 // encoding: the layer's consistency (sizes, codes < K) is ArchiveWriter's to check.
-ArchiveLayer decode_layer(std::span<const std::byte> bytes, const std::string& context);
+LayerRecord decode_layer(std::span<const std::byte> bytes, const std::string& context);
 
 }  // namespace pgkm::io

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "io/record_json.h"
 
 namespace pgkm::io {
 namespace {
@@ -12,23 +13,12 @@ nlohmann::json or_null(const std::optional<T>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
 }
 
-nlohmann::json layer_json(const ReportLayer& l) {
-  return {
-      {"name", l.name},
-      {"shape", l.shape},
-      {"block_size", l.block_size},
-      {"n_centroids", l.n_centroids},
-      {"algorithm", l.algorithm},
-      {"empty_clusters", or_null(l.empty_clusters)},
-      {"objective", or_null(l.objective)},
-      {"iterations", or_null(l.iterations)},
-      {"resolution_rounds", or_null(l.resolution_rounds)},
-      {"seconds", or_null(l.seconds)},
-      {"resumed", or_null(l.resumed)},
-      {"per_iteration", l.per_iteration_json.empty() ? nlohmann::json(nullptr)
-                                                     : nlohmann::json::parse(l.per_iteration_json)},
-      {"original_mib", l.original_mib},
-      {"compressed_mib", l.compressed_mib}};
+nlohmann::json layer_entry(const ReportLayer& l) {
+  nlohmann::json entry = layer_json(l.record, kReport, l.clustered);
+  entry["resumed"] = or_null(l.resumed);
+  entry["original_mib"] = l.original_mib;
+  entry["compressed_mib"] = l.compressed_mib;
+  return entry;
 }
 
 }  // namespace
@@ -42,7 +32,7 @@ void write_report(const std::string& path, const std::string& model, const std::
   doc["dry_run"] = dry_run;
   doc["layers"] = nlohmann::json::array();
   for (const ReportLayer& l : layers)
-    doc["layers"].push_back(layer_json(l));
+    doc["layers"].push_back(layer_entry(l));
   doc["totals"] = {{"layers", layers.size()},
                    {"original_mib", totals.original_mib},
                    {"compressed_mib", totals.compressed_mib},

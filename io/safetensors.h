@@ -3,7 +3,7 @@
 // The header maps each tensor name to {"dtype", "shape", "data_offsets": [begin, end]},
 // offsets being byte offsets into the data section; "__metadata__" holds string pairs.
 //
-// Every header value is untrusted (CONVENTIONS.md #14): parse_header checks all of it
+// Every header value is untrusted (docs/CONVENTIONS.md #14): parse_header checks all of it
 // before any tensor byte is read, and each failure is an InputError whose context is the
 // file path and whose message names the tensor and the offending value.
 #pragma once
@@ -71,6 +71,12 @@ class SafetensorsFile {
   // The tensor called `name`, or nullptr.
   const TensorInfo* find(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
+  // The header's JSON text (the N bytes after the length field), as validated.
+  std::span<const std::byte> header_json() const {
+    return map_.bytes().subspan(8, header_.data_offset - 8);
+  }
+  // Size of the whole file in bytes.
+  uint64_t file_size() const { return map_.bytes().size(); }
   // The tensor's bytes, [data_end - data_begin], a view into the map valid while this
   // object lives. `t` must come from this file (InputError otherwise).
   std::span<const std::byte> bytes(const TensorInfo& t) const;
@@ -101,6 +107,8 @@ class SafetensorsModel {
   std::span<const std::byte> bytes(const TensorInfo& t) const;
   // Paths of the shard files, in the order opened (sorted by file name).
   std::vector<std::string> files() const;
+  // The shard files, in the same order.
+  const std::vector<SafetensorsFile>& shards() const { return shards_; }
 
  private:
   explicit SafetensorsModel(std::vector<SafetensorsFile> shards);

@@ -1,4 +1,4 @@
-// The backend seam (ARCHITECTURE.md, "The two seams").
+// The backend seam (docs/ARCHITECTURE.md, "The two seams").
 //
 // The k-means driver in engine/ is written once against this interface; the CPU
 // backend (kernels/cpu) and the CUDA backend (kernels/cuda) implement it. Nothing
@@ -104,6 +104,35 @@ class Backend {
     accumulate(points, codes, fp, sums, counts);
   }
 };
+
+// The one check of points entering the engine or a backend (run_kmeans, every
+// Backend::upload): dim in 1..kMaxBlockSize, whole vectors, every value finite with
+// |x| <= 1e18 (so fixed-point sums cannot overflow), and, when `weights` is not empty,
+// one weight >= 1 per vector. Throws InputError(context, ...) naming the vector and
+// coordinate. points: [n, dim] row-major; weights: [n] or empty.
+void check_points(std::span<const float> points, std::span<const uint32_t> weights, int dim,
+                  const std::string& context);
+
+// The argument checks every backend makes, with one set of messages; `context` names the
+// backend ("cpu backend", "cuda backend"). Run before any work (or any device call).
+//   upload: check_points, and one weight per point.
+void check_upload(std::span<const float> points, std::span<const uint32_t> weights, int dim,
+                  const std::string& context);
+//   centroids [k, dim]: a positive multiple of dim, few enough for 32-bit offsets.
+void check_centroids(size_t centroid_values, int dim, const std::string& context);
+//   assign over n resident points: centroids as above, codes [n] and dist [n].
+void check_assign_args(int64_t n, int dim, size_t centroid_values, size_t codes, size_t dist,
+                       const std::string& context);
+//   accumulate: codes [n] each < k, sums [k, dim], counts [k] (k = counts size).
+void check_accumulate_args(int64_t n, int dim, std::span<const uint32_t> codes, size_t sums,
+                           size_t counts, const std::string& context);
+//   assign_accumulate: the assign checks, sums [k, dim] and counts [k] for the k centroids.
+void check_assign_accumulate_args(int64_t n, int dim, size_t centroid_values, size_t codes,
+                                  size_t dist, size_t sums, size_t counts,
+                                  const std::string& context);
+//   assign_pruned: previous [n], each < k; either the same span as codes or disjoint.
+void check_previous_codes(std::span<const uint32_t> previous, std::span<const uint32_t> codes,
+                          int64_t n, int64_t k, const std::string& context);
 
 // Instruction sets of the CPU backend's kernels, narrowest first.
 enum class CpuIsa { kScalar, kAvx2, kAvx512 };

@@ -3,36 +3,50 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <exception>
+#include <map>
 
 #include "core/errors.h"
 #include "launch/commands.h"
-#include "launch/world.h"
 
 namespace {
 
-void add_quantize(CLI::App& app, pgkm::QuantizeOptions& o, pgkm::World& world) {
+// CLI11 maps the option's text to the enum (and rejects anything else as bad usage).
+template <typename Enum>
+CLI::CheckedTransformer choices(std::initializer_list<Enum> values, const char* (*name)(Enum)) {
+  std::map<std::string, Enum> map;
+  for (Enum v : values)
+    map.emplace(name(v), v);
+  return CLI::CheckedTransformer(map);
+}
+
+void add_quantize(CLI::App& app, pgkm::QuantizeParams& p, pgkm::World& world) {
+  using pgkm::Algorithm;
+  using pgkm::CentroidDtype;
+  using pgkm::Device;
   CLI::App* q = app.add_subcommand("quantize", "Quantize a model into an HDF5 archive");
-  q->add_option("model", o.model, "Model: .safetensors file or directory (sharded with index)")
+  q->add_option("model", p.model, "Model: .safetensors file or directory (sharded with index)")
       ->required();
-  q->add_option("--config", o.config, "Quantization config (fairseq YAML or native)")->required();
-  q->add_option("--out", o.out, "Output archive (.h5)");
-  q->add_option("--algo", o.algorithm, "Default algorithm: pg, pg-base or ipq")
-      ->check(CLI::IsMember({"pg", "pg-base", "ipq"}));
-  q->add_option("--iters", o.iterations, "Default k-means iterations (fairseq: 15)");
-  q->add_option("--seed", o.seed, "Global seed (combined with each layer's name)");
-  q->add_option("--threads", o.threads, "Worker threads (0: all)");
-  q->add_option("--centroid-dtype", o.centroid_dtype, "Stored centroid type: f16 or f32")
-      ->check(CLI::IsMember({"f16", "f32"}));
-  q->add_option("--report", o.report, "Write a JSON report here");
-  q->add_option("--device", o.device, "cpu, cuda, or auto (CUDA when a GPU is visible)")
-      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
-  q->add_flag("--dry-run", o.dry_run, "Print the size plan without clustering");
-  q->add_flag("--resume", o.resume, "Reuse finished layers of an interrupted run");
-  q->add_flag("--strict", o.strict, "Treat config warnings as errors");
-  q->add_option("--shard-threshold", o.shard_threshold,
+  q->add_option("--config", p.config, "Quantization config (fairseq YAML or native)")->required();
+  q->add_option("--out", p.out, "Output archive (.h5)");
+  q->add_option("--algo", p.defaults.kmeans.algorithm, "Default algorithm: pg, pg-base or ipq")
+      ->transform(
+          choices({Algorithm::kPg, Algorithm::kPgBase, Algorithm::kIpq}, pgkm::algorithm_name));
+  q->add_option("--iters", p.defaults.kmeans.iterations,
+                "Default k-means iterations (fairseq: 15)");
+  q->add_option("--seed", p.defaults.kmeans.seed, "Global seed (combined with each layer's name)");
+  q->add_option("--threads", p.threads, "Worker threads (0: all)");
+  q->add_option("--centroid-dtype", p.defaults.centroid_dtype, "Stored centroid type: f16 or f32")
+      ->transform(choices({CentroidDtype::kF16, CentroidDtype::kF32}, pgkm::centroid_dtype_name));
+  q->add_option("--report", p.report, "Write a JSON report here");
+  q->add_option("--device", p.device, "cpu, cuda, or auto (CUDA when a GPU is visible)")
+      ->transform(choices({Device::kCpu, Device::kCuda, Device::kAuto}, pgkm::device_name));
+  q->add_flag("--dry-run", p.dry_run, "Print the size plan without clustering");
+  q->add_flag("--resume", p.resume, "Reuse finished layers of an interrupted run");
+  q->add_flag("--strict", p.strict, "Treat config warnings as errors");
+  q->add_option("--shard-threshold", p.shard_threshold,
                 "Split a layer over every rank when its cost exceeds this many fair shares")
       ->check(CLI::NonNegativeNumber);
-  q->callback([&o, &world] { pgkm::run_quantize(o, world); });
+  q->callback([&p, &world] { pgkm::run_quantize(p, world); });
 }
 
 }  // namespace
@@ -54,7 +68,7 @@ int main(int argc, char** argv) {
   CLI::App app{"pgkm: product quantization of neural networks with Partitioning-Guided k-means"};
   app.require_subcommand(1);
   app.set_version_flag("--version", PGKM_VERSION);
-  pgkm::QuantizeOptions quantize;
+  pgkm::QuantizeParams quantize;
   add_quantize(app, quantize, *world);
   std::string archive, out;
   CLI::App* inspect = app.add_subcommand("inspect", "Print the layers and totals of an archive");

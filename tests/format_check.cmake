@@ -4,6 +4,8 @@ file(GLOB_RECURSE sources
   ${SOURCE_DIR}/engine/*.h ${SOURCE_DIR}/engine/*.cpp
   ${SOURCE_DIR}/kernels/*.h ${SOURCE_DIR}/kernels/*.cpp ${SOURCE_DIR}/kernels/*.cu ${SOURCE_DIR}/kernels/*.cuh
   ${SOURCE_DIR}/io/*.h ${SOURCE_DIR}/io/*.cpp
+  ${SOURCE_DIR}/dist/*.h ${SOURCE_DIR}/dist/*.cpp
+  ${SOURCE_DIR}/pipeline/*.h ${SOURCE_DIR}/pipeline/*.cpp
   ${SOURCE_DIR}/launch/*.h ${SOURCE_DIR}/launch/*.cpp
   ${SOURCE_DIR}/tests/*.h ${SOURCE_DIR}/tests/*.cpp
   ${SOURCE_DIR}/bench/*.h ${SOURCE_DIR}/bench/*.cpp)

@@ -16,6 +16,7 @@
 #include "io/archive.h"
 #include "io/archive_schema.h"
 #include "io/hdf5_util.h"
+#include "io/record_json.h"
 #include "tests/temp_files.h"
 
 namespace pgkm::io {
@@ -38,30 +39,30 @@ ArchiveHeader make_header() {
 }
 
 // A consistent layer of `shape` with random centroids and codes.
-ArchiveLayer make_layer(const std::string& name, std::vector<int64_t> shape, int64_t b, int64_t k,
-                        bool f16, uint32_t seed = 1) {
+LayerRecord make_layer(const std::string& name, std::vector<int64_t> shape, int b, int64_t k,
+                       bool f16, uint32_t seed = 1) {
   std::mt19937 gen(seed);
-  ArchiveLayer l;
+  LayerRecord l;
   l.name = name;
   l.shape = std::move(shape);
-  l.source_dtype = "BF16";
-  l.module_type = "Linear";
-  l.block_size = b;
-  l.n_centroids = k;
-  l.algorithm = "ipq";
-  l.iterations = 12;
-  l.empty_clusters = 3;
-  l.initial_empty = 5;
-  l.objective = 123.456;
-  l.resolution_rounds = 7;
-  l.seconds = 0.25;
-  l.distinct_vectors = 99;
-  l.clustered_points = 98;
-  l.stopped_early = true;
+  l.source_dtype = DType::BF16;
+  l.module_type = ModuleType::kLinear;
+  l.settings.block_size = b;
+  l.settings.kmeans.n_centroids = k;
+  l.settings.kmeans.algorithm = Algorithm::kIpq;
+  l.settings.centroid_dtype = f16 ? CentroidDtype::kF16 : CentroidDtype::kF32;
+  l.stats.iterations_run = 12;
+  l.stats.empty_clusters = 3;
+  l.stats.initial_empty = 5;
+  l.stats.objective = 123.456;
+  l.stats.resolution_rounds = 7;
+  l.stats.seconds_total = 0.25;
+  l.stats.distinct_vectors = 99;
+  l.stats.clustered_points = 98;
+  l.stats.stopped_early = true;
+  l.stats.per_iteration = {IterationStats{0, 1.5, 2, 1, 3, 0.125, 0.25, 0.5}};
   l.source_digest = "src-" + name;
   l.settings_digest = "settings-1";
-  l.iteration_stats_json = R"([{"objective": 1.5}])";
-  l.centroids_f16 = f16;
   std::normal_distribution<float> value(0.f, 0.1f);
   l.centroids.resize(static_cast<size_t>(k * b));
   for (float& c : l.centroids)
@@ -86,31 +87,14 @@ KeptTensor make_kept(const std::string& name, const std::string& dtype, std::vec
   return t;
 }
 
-void expect_same_layer(const ArchiveLayer& got, const ArchiveLayer& want) {
-  EXPECT_EQ(got.name, want.name);
-  EXPECT_EQ(got.shape, want.shape);
-  EXPECT_EQ(got.source_dtype, want.source_dtype);
-  EXPECT_EQ(got.module_type, want.module_type);
-  EXPECT_EQ(got.block_size, want.block_size);
-  EXPECT_EQ(got.n_centroids, want.n_centroids);
-  EXPECT_EQ(got.algorithm, want.algorithm);
-  EXPECT_EQ(got.iterations, want.iterations);
-  EXPECT_EQ(got.empty_clusters, want.empty_clusters);
-  EXPECT_EQ(got.initial_empty, want.initial_empty);
-  EXPECT_EQ(got.objective, want.objective);
-  EXPECT_EQ(got.resolution_rounds, want.resolution_rounds);
-  EXPECT_EQ(got.seconds, want.seconds);
-  EXPECT_EQ(got.distinct_vectors, want.distinct_vectors);
-  EXPECT_EQ(got.clustered_points, want.clustered_points);
-  EXPECT_EQ(got.stopped_early, want.stopped_early);
-  EXPECT_EQ(got.source_digest, want.source_digest);
-  EXPECT_EQ(got.settings_digest, want.settings_digest);
-  EXPECT_EQ(got.iteration_stats_json, want.iteration_stats_json);
-  EXPECT_EQ(got.centroids_f16, want.centroids_f16);
+// Every kArchive field of the record table, the datasets, and the centroid dtype.
+void expect_same_layer(const LayerRecord& got, const LayerRecord& want) {
+  EXPECT_EQ(io::layer_json(got, kArchive), io::layer_json(want, kArchive));
+  EXPECT_EQ(got.settings.centroid_dtype, want.settings.centroid_dtype);
+  const bool f16 = want.settings.centroid_dtype == CentroidDtype::kF16;
   ASSERT_EQ(got.centroids.size(), want.centroids.size());
   for (size_t i = 0; i < want.centroids.size(); ++i) {
-    const float expected =
-        want.centroids_f16 ? f16_to_float(float_to_f16(want.centroids[i])) : want.centroids[i];
+    const float expected = f16 ? f16_to_float(float_to_f16(want.centroids[i])) : want.centroids[i];
     ASSERT_EQ(got.centroids[i], expected) << "centroid value " << i;
   }
   EXPECT_EQ(got.codes, want.codes);
@@ -161,7 +145,7 @@ TEST_F(Archive, HandlesCloseOnceAndMove) {
 }
 
 TEST_F(Archive, RoundTripsHeaderLayersAndKeptTensors) {
-  const std::vector<ArchiveLayer> layers = {
+  const std::vector<LayerRecord> layers = {
       make_layer("encoder.layers.0.fc1.weight", {64, 32}, 8, 256, true, 1),
       make_layer("decoder/attn.out_proj.weight", {64, 64}, 4, 3072, false, 2),
       make_layer("%weird/..", {100, 8}, 2, 70000, true, 3),
@@ -254,7 +238,7 @@ TEST_F(Archive, FinalFileAppearsOnlyOnFinalize) {
 
 TEST_F(Archive, WriterRejectsInconsistentInput) {
   ArchiveWriter writer(path_, make_header());
-  ArchiveLayer bad = make_layer("fc.weight", {8, 8}, 4, 4, true);
+  LayerRecord bad = make_layer("fc.weight", {8, 8}, 4, 4, true);
   bad.codes[3] = 4;
   EXPECT_THROW(writer.write_layer(bad), InputError);
   writer.write_layer(make_layer("fc.weight", {8, 8}, 4, 4, true));
@@ -268,7 +252,7 @@ TEST_F(Archive, WriterRejectsInconsistentInput) {
 TEST_F(Archive, CheckpointsSaveAndLoadMatching) {
   LayerCheckpoints parts(path_);
   EXPECT_EQ(parts.dir(), path_ + ".parts");
-  const ArchiveLayer layer = make_layer("enc/fc1.weight", {16, 16}, 4, 16, false);
+  const LayerRecord layer = make_layer("enc/fc1.weight", {16, 16}, 4, 16, false);
   EXPECT_FALSE(parts.load_matching(layer.name, layer.source_digest, "settings-1").has_value());
   parts.save(layer);
   EXPECT_TRUE(fs::exists(parts.dir() + "/enc%2Ffc1.weight.h5"));
@@ -290,8 +274,8 @@ TEST_F(Archive, CheckpointsSaveAndLoadMatching) {
 }
 
 TEST_F(Archive, FinishedLayersSurviveKill9) {
-  const ArchiveLayer a = make_layer("a.weight", {16, 16}, 4, 16, true, 1);
-  const ArchiveLayer b = make_layer("b.weight", {16, 16}, 4, 16, true, 2);
+  const LayerRecord a = make_layer("a.weight", {16, 16}, 4, 16, true, 1);
+  const LayerRecord b = make_layer("b.weight", {16, 16}, 4, 16, true, 2);
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {  // a run killed after layer a, while b and the archive are being written
@@ -327,7 +311,7 @@ TEST_F(Archive, FinishedLayersSurviveKill9) {
 
 TEST_F(Archive, DamagedCheckpointsAreIgnored) {
   LayerCheckpoints parts(path_);
-  const ArchiveLayer layer = make_layer("fc.weight", {64, 64}, 4, 256, true);
+  const LayerRecord layer = make_layer("fc.weight", {64, 64}, 4, 256, true);
   parts.save(layer);
   const std::string part = parts.dir() + "/fc.weight.h5";
   fs::resize_file(part, fs::file_size(part) / 2);  // truncated by a crash

@@ -34,7 +34,8 @@ TEST_F(EngineErrors, MoreCentroidsThanVectors) {
   expect_input_error([&] { run_kmeans(*backend_, params_, "layer.3.fc1", data_, 4); },
                      "layer.3.fc1", "number of centroids 17 exceeds the number of vectors 16");
   WeightView w{"layer.3.fc1", DType::F32, {4, 16}, std::as_bytes(std::span<const float>(data_))};
-  expect_input_error([&] { quantize_layer(*backend_, w, 4, params_); }, "layer.3.fc1",
+  LayerSettings settings{params_, 4};
+  expect_input_error([&] { quantize_layer(*backend_, w, settings); }, "layer.3.fc1",
                      "17 centroids requested but block size 4 gives only 16 subvectors");
 }
 

@@ -4,35 +4,53 @@
 #include <bit>
 #include <cstring>
 #include <limits>
+#include <string_view>
+#include <type_traits>
 
 #include "core/errors.h"
 #include "io/layer_wire.h"
+#include "io/record_json.h"
 
 namespace pgkm::io {
 namespace {
 
 // A layer with every field set to a value distinct from its default.
-ArchiveLayer make_layer(int64_t k, int64_t b, int64_t n_codes) {
-  ArchiveLayer l;
+LayerRecord make_layer(int64_t k, int b, int64_t n_codes) {
+  LayerRecord l;
   l.name = "encoder.layers.0.fc1.weight";
   l.shape = {n_codes, b, -1, std::numeric_limits<int64_t>::max()};
-  l.source_dtype = "BF16";
-  l.module_type = "Linear";
-  l.block_size = b;
-  l.n_centroids = k;
-  l.algorithm = "pg-base";
-  l.iterations = 15;
-  l.empty_clusters = 2;
-  l.initial_empty = 5;
-  l.objective = 1234.5678901234567;
-  l.resolution_rounds = 7;
-  l.seconds = -0.0;
-  l.distinct_vectors = n_codes - 1;
-  l.clustered_points = n_codes - 2;
-  l.stopped_early = true;
+  l.source_dtype = DType::BF16;
+  l.module_type = ModuleType::kConv2d;
+  l.settings.block_size = b;
+  l.settings.centroid_dtype = CentroidDtype::kF32;
+  KMeansParams& p = l.settings.kmeans;
+  p.n_centroids = k;
+  p.algorithm = Algorithm::kPgBase;
+  p.iterations = 9;
+  p.seed = std::numeric_limits<uint64_t>::max();
+  p.ipq.eps = 3e-7f;
+  p.ipq.max_tries = 11;
+  p.pg.max_rounds = 4;
+  p.dwc.c_sd = 0.7;
+  p.dwc.c_mc = 3.5;
+  p.dwc.initial_epsilon_scale = 0.125;
+  p.dwc.count_weighted = true;
+  p.dwc.max_epsilon_updates = 17;
+  l.stats.iterations_run = 15;
+  l.stats.empty_clusters = 2;
+  l.stats.initial_empty = 5;
+  l.stats.objective = 1234.5678901234567;
+  l.stats.resolution_rounds = 7;
+  l.stats.seconds_total = -0.0;
+  l.stats.seconds_resolve = 0.5;
+  l.stats.distinct_vectors = n_codes - 1;
+  l.stats.clustered_points = n_codes - 2;
+  l.stats.stopped_early = true;
+  l.stats.stop_reason = "ran out of tries";
+  l.stats.per_iteration = {IterationStats{0, 2.5, 3, 1, 6, 0.25, 0.125, 1e-9},
+                           IterationStats{1, 2.25, 1, 0, 2, 0.5, 0.0, 3.0}};
   l.source_digest = "sha256:" + std::string(64, 'a');
   l.settings_digest = std::string("bin\0ary", 7);
-  l.centroids_f16 = false;
   for (int64_t i = 0; i < k * b; ++i)
     l.centroids.push_back(0.25f * static_cast<float>(i) - 1.0f);
   l.centroids.back() = std::numeric_limits<float>::denorm_min();
@@ -43,26 +61,32 @@ ArchiveLayer make_layer(int64_t k, int64_t b, int64_t n_codes) {
   return l;
 }
 
-void expect_same(const ArchiveLayer& a, const ArchiveLayer& b) {
-  EXPECT_EQ(a.name, b.name);
-  EXPECT_EQ(a.shape, b.shape);
-  EXPECT_EQ(a.source_dtype, b.source_dtype);
-  EXPECT_EQ(a.module_type, b.module_type);
-  EXPECT_EQ(a.block_size, b.block_size);
-  EXPECT_EQ(a.n_centroids, b.n_centroids);
-  EXPECT_EQ(a.algorithm, b.algorithm);
-  EXPECT_EQ(a.iterations, b.iterations);
-  EXPECT_EQ(a.empty_clusters, b.empty_clusters);
-  EXPECT_EQ(a.initial_empty, b.initial_empty);
-  EXPECT_EQ(std::bit_cast<uint64_t>(a.objective), std::bit_cast<uint64_t>(b.objective));
-  EXPECT_EQ(a.resolution_rounds, b.resolution_rounds);
-  EXPECT_EQ(std::bit_cast<uint64_t>(a.seconds), std::bit_cast<uint64_t>(b.seconds));
-  EXPECT_EQ(a.distinct_vectors, b.distinct_vectors);
-  EXPECT_EQ(a.clustered_points, b.clustered_points);
-  EXPECT_EQ(a.stopped_early, b.stopped_early);
-  EXPECT_EQ(a.source_digest, b.source_digest);
-  EXPECT_EQ(a.settings_digest, b.settings_digest);
-  EXPECT_EQ(a.centroids_f16, b.centroids_f16);
+// A field's value in a form that compares exactly: doubles and floats by their bits,
+// per-iteration statistics by every wire field.
+template <typename T>
+auto comparable(const T& v) {
+  if constexpr (std::is_same_v<T, std::vector<IterationStats>>) {
+    return iteration_stats_json(v, kWire).dump();
+  } else if constexpr (std::is_same_v<T, double>) {
+    return std::bit_cast<uint64_t>(v);
+  } else if constexpr (std::is_same_v<T, float>) {
+    return std::bit_cast<uint32_t>(v);
+  } else {
+    return v;
+  }
+}
+
+// Every kWire field of the record table compares equal, and so do the datasets.
+void expect_same(const LayerRecord& a, const LayerRecord& b) {
+  for_each_layer_field(a, [&](const FieldInfo& f, const auto& va) {
+    if ((f.uses & kWire) == 0) return;
+    for_each_layer_field(b, [&](const FieldInfo& g, const auto& vb) {
+      if (std::string_view(f.name) != g.name || f.uses != g.uses) return;
+      if constexpr (std::is_same_v<decltype(va), decltype(vb)>) {
+        EXPECT_TRUE(comparable(va) == comparable(vb)) << f.name;
+      }
+    });
+  });
   ASSERT_EQ(a.centroids.size(), b.centroids.size());
   EXPECT_EQ(0, std::memcmp(a.centroids.data(), b.centroids.data(), 4 * a.centroids.size()));
   EXPECT_EQ(a.codes, b.codes);
@@ -70,19 +94,19 @@ void expect_same(const ArchiveLayer& a, const ArchiveLayer& b) {
 }
 
 TEST(LayerWire, RoundTripSmall) {
-  const ArchiveLayer layer = make_layer(3, 2, 5);
+  const LayerRecord layer = make_layer(3, 2, 5);
   expect_same(layer, decode_layer(encode_layer(layer), "layer"));
 }
 
 TEST(LayerWire, RoundTripLarge) {
-  const ArchiveLayer layer = make_layer(256, 8, 100'000);
+  const LayerRecord layer = make_layer(256, 8, 100'000);
   const auto bytes = encode_layer(layer);
   EXPECT_GT(bytes.size(), 4 * 100'000u);
   expect_same(layer, decode_layer(bytes, "layer"));
 }
 
 TEST(LayerWire, RoundTripDefaultLayer) {
-  expect_same(ArchiveLayer{}, decode_layer(encode_layer(ArchiveLayer{}), "layer"));
+  expect_same(LayerRecord{}, decode_layer(encode_layer(LayerRecord{}), "layer"));
 }
 
 TEST(LayerWire, EncodingIsLittleEndian) {
@@ -124,12 +148,12 @@ TEST(LayerWire, WrongMagicThrows) {
 
 TEST(LayerWire, WrongVersionThrows) {
   auto bytes = encode_layer(make_layer(3, 2, 5));
-  bytes[8] = std::byte{2};
+  bytes[8] = std::byte{3};
   try {
     decode_layer(bytes, "layer");
     FAIL() << "no exception";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("version 2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("version 3"), std::string::npos) << e.what();
   }
 }
 
@@ -141,16 +165,29 @@ TEST(LayerWire, HugeLengthThrowsWithoutAllocating) {
 }
 
 TEST(LayerWire, BadBoolThrows) {
-  ArchiveLayer layer;
-  layer.stopped_early = true;
+  LayerRecord layer;
+  layer.stats.stopped_early = true;
   auto bytes = encode_layer(layer);
-  const ArchiveLayer other;
+  const LayerRecord other;
   const auto reference = encode_layer(other);
   ASSERT_EQ(bytes.size(), reference.size());
   size_t at = 0;
   while (bytes[at] == reference[at])
     ++at;  // the one byte that differs: stopped_early
   bytes[at] = std::byte{2};
+  EXPECT_THROW(decode_layer(bytes, "layer"), InputError);
+}
+
+TEST(LayerWire, UnknownEnumValueThrows) {
+  LayerRecord layer;
+  layer.source_dtype = DType::BF16;  // 2
+  auto bytes = encode_layer(layer);
+  const auto reference = encode_layer(LayerRecord{});
+  ASSERT_EQ(bytes.size(), reference.size());
+  size_t at = 0;
+  while (bytes[at] == reference[at])
+    ++at;  // the first byte of source_dtype
+  bytes[at] = std::byte{9};
   EXPECT_THROW(decode_layer(bytes, "layer"), InputError);
 }
 

@@ -112,13 +112,13 @@ TEST(Layout, NonFiniteWeightsAndSizeMismatchAreErrors) {
   w[5] = std::numeric_limits<float>::quiet_NaN();
   auto view = f32_view("k_proj", {2, 4}, w);
   auto layout = make_block_layout("k_proj", view.shape, 4);
-  expect_input_error([&] { extract_subvectors(view, layout); },
+  expect_input_error([&] { check_weight_values(view); },
                      "k_proj: element 5 (row 1, column 1) is nan");
   w[5] = std::numeric_limits<float>::infinity();
-  expect_input_error([&] { extract_subvectors(view, layout); }, "is inf");
+  expect_input_error([&] { check_weight_values(view); }, "is inf");
   const std::vector<float> short_data(7, 0.f);
   auto short_view = f32_view("v_proj", {2, 4}, short_data);
-  expect_input_error([&] { extract_subvectors(short_view, layout); }, "holds 28 bytes");
+  expect_input_error([&] { check_weight_values(short_view); }, "holds 28 bytes");
 }
 
 }  // namespace

@@ -343,9 +343,16 @@ TEST(PrunedAssign, RoundingMarginIsNeeded) {
 }
 
 TEST(PrunedAssign, TinyAndHugeMagnitudes) {
-  for (float scale : {1e-30f, 1e-20f, 1e15f, 1e18f, 1e19f}) {
+  // Subnormal products, and values up to the 1e18 a backend accepts (clamped there);
+  // magnitudes beyond the rounding bound's range are in
+  // FewCentroidsAndUnsafeMagnitudesUseBruteForce.
+  for (float scale : {1e-30f, 1e-20f, 1e15f, 2e17f}) {
     for (int dim : {3, 8}) {
       Case c = make_case(1500, 100, dim, 31u + dim, scale);
+      for (float& v : c.points)
+        v = std::clamp(v, -1e18f, 1e18f);
+      for (float& v : c.centroids)
+        v = std::clamp(v, -1e18f, 1e18f);
       check_case(c, "scale=" + std::to_string(scale) + " dim=" + std::to_string(dim));
       if (HasFatalFailure()) return;
     }
@@ -458,7 +465,13 @@ TEST(PrunedAssign, FewCentroidsAndUnsafeMagnitudesUseBruteForce) {
                      backend->name());
     EXPECT_EQ(stats.brute_force, 500);
     EXPECT_EQ(stats.scored, stats.full);
-    Case huge = make_case(500, 64, 4, 82u, 3e19f);
+    // |x| near the 1e18 that uploads accept, in 32 dimensions: scores near 1e38, beyond
+    // what the rounding bound covers (candidates::pruning_is_safe).
+    Case huge = make_case(500, 64, 32, 82u);
+    for (float& v : huge.points)
+      v = std::copysign(0.9e18f + 0.1e18f * std::fabs(std::tanh(v)), v);
+    for (float& v : huge.centroids)
+      v = std::copysign(0.9e18f + 0.1e18f * std::fabs(std::tanh(v)), v);
     expect_identical(pruned(*backend, huge, std::vector<uint32_t>(500, 0), stats), reference(huge),
                      backend->name());
     EXPECT_EQ(stats.brute_force, 500);

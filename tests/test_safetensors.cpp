@@ -9,8 +9,8 @@
 #include <optional>
 #include <set>
 
+#include "core/digest.h"
 #include "core/errors.h"
-#include "io/digest.h"
 #include "io/safetensors.h"
 #include "tests/temp_files.h"
 

@@ -93,7 +93,7 @@ KMeansResult run_group(Algorithm a, const std::vector<float>& v, int dim, int64_
   ThreadGroup group(ranks);
   group.run([&](int rank, Communicator& comm) {
     auto backend = make_cpu_backend({.threads = 1});
-    results[static_cast<size_t>(rank)] = run_kmeans(*backend, p, "layers.3.fc2", v, dim, {}, &comm);
+    results[static_cast<size_t>(rank)] = run_kmeans({*backend, comm}, p, "layers.3.fc2", v, dim);
   });
   for (int r = 1; r < ranks; ++r) {
     EXPECT_EQ(results[static_cast<size_t>(r)].codes, results[0].codes) << "rank " << r;

@@ -14,26 +14,27 @@
 
 namespace {
 
-using pgkm::io::ArchiveLayer;
+using pgkm::LayerRecord;
 using pgkm::io::KeptTensor;
 
 // A layer with deterministic centroids and codes; counts is the histogram of codes.
-ArchiveLayer sample_layer(const std::string& name, std::vector<int64_t> shape, int64_t b, int64_t k,
-                          bool f16) {
-  ArchiveLayer layer;
+LayerRecord sample_layer(const std::string& name, std::vector<int64_t> shape, int b, int64_t k,
+                         bool f16) {
+  LayerRecord layer;
   layer.name = name;
   layer.shape = std::move(shape);
-  layer.source_dtype = "F32";
-  layer.module_type = layer.shape.size() == 4 ? "Conv2d" : "Linear";
-  layer.block_size = b;
-  layer.n_centroids = k;
-  layer.algorithm = "pg";
-  layer.iterations = 15;
-  layer.objective = 1.25;
-  layer.seconds = 0.5;
+  layer.source_dtype = pgkm::DType::F32;
+  layer.module_type =
+      layer.shape.size() == 4 ? pgkm::ModuleType::kConv2d : pgkm::ModuleType::kLinear;
+  layer.settings.block_size = b;
+  layer.settings.kmeans.n_centroids = k;
+  layer.settings.kmeans.algorithm = pgkm::Algorithm::kPg;
+  layer.settings.centroid_dtype = f16 ? pgkm::CentroidDtype::kF16 : pgkm::CentroidDtype::kF32;
+  layer.stats.iterations_run = 15;
+  layer.stats.objective = 1.25;
+  layer.stats.seconds_total = 0.5;
   layer.source_digest = "sha256:" + name;
   layer.settings_digest = "sha256:settings";
-  layer.centroids_f16 = f16;
   int64_t numel = 1;
   for (int64_t d : layer.shape)
     numel *= d;
@@ -47,10 +48,10 @@ ArchiveLayer sample_layer(const std::string& name, std::vector<int64_t> shape, i
     layer.codes.push_back(code);
     ++layer.counts[code];
   }
-  layer.distinct_vectors = numel / b;
-  layer.clustered_points = numel / b;
+  layer.stats.distinct_vectors = numel / b;
+  layer.stats.clustered_points = numel / b;
   for (uint64_t c : layer.counts)
-    layer.empty_clusters += c == 0 ? 1 : 0;
+    layer.stats.empty_clusters += c == 0 ? 1 : 0;
   return layer;
 }
 

@@ -245,16 +245,7 @@ class CpuBackend final : public Backend {
 
 std::unique_ptr<ResidentPoints> CpuBackend::upload(std::span<const float> points,
                                                    std::span<const uint32_t> weights, int dim) {
-  PGKM_EXPECTS(dim >= 1 && dim <= kMaxBlockSize, kContext, "block size ", dim, " is outside 1..",
-               kMaxBlockSize);
-  PGKM_EXPECTS(points.size() == weights.size() * dim, kContext, points.size(),
-               " point values do not match ", weights.size(), " weights of dim ", dim);
-  for (size_t i = 0; i < points.size(); ++i) {
-    PGKM_EXPECTS(std::isfinite(points[i]), kContext, "point value ", i, " is ", points[i]);
-  }
-  for (size_t p = 0; p < weights.size(); ++p) {
-    PGKM_EXPECTS(weights[p] >= 1, kContext, "weight of point ", p, " is 0");
-  }
+  check_upload(points, weights, dim, kContext);
   return std::make_unique<CpuResidentPoints>(points, weights, dim);
 }
 
@@ -262,14 +253,7 @@ void CpuBackend::check_assign(const CpuResidentPoints& resident, std::span<const
                               std::span<uint32_t> codes, std::span<float> dist) const {
   const int dim = resident.dim();
   const int64_t n = resident.size();
-  PGKM_EXPECTS(!centroids.empty() && centroids.size() % dim == 0, kContext, centroids.size(),
-               " centroid values are not a positive multiple of dim ", dim);
-  // The SIMD kernels gather with 32-bit offsets code * dim.
-  PGKM_EXPECTS(centroids.size() <= size_t{std::numeric_limits<int32_t>::max()}, kContext,
-               centroids.size(), " centroid values are too many");
-  PGKM_EXPECTS(codes.size() == static_cast<size_t>(n) && dist.size() == static_cast<size_t>(n),
-               kContext, "codes (", codes.size(), ") and dist (", dist.size(), ") must hold ", n,
-               " points");
+  check_assign_args(n, dim, centroids.size(), codes.size(), dist.size(), kContext);
 }
 
 void CpuBackend::assign(const ResidentPoints& points, std::span<const float> centroids,
@@ -285,23 +269,8 @@ void CpuBackend::assign_pruned(const ResidentPoints& points, std::span<const flo
                                std::span<float> dist, SearchStats& stats) {
   const CpuResidentPoints& resident = as_cpu(points);
   check_assign(resident, centroids, codes, dist);
-  const int64_t n = resident.size();
   const int64_t k = static_cast<int64_t>(centroids.size()) / resident.dim();
-  PGKM_EXPECTS(previous.size() == static_cast<size_t>(n), kContext, previous.size(),
-               " previous codes for ", n, " points");
-  PGKM_EXPECTS(previous.data() == codes.data() || previous.data() + n <= codes.data() ||
-                   codes.data() + n <= previous.data(),
-               kContext, "previous codes and codes overlap without being the same span");
-  uint32_t largest = 0;  // one branch-free pass; the message names the first bad code
-  for (int64_t p = 0; p < n; ++p)
-    largest = std::max(largest, previous[p]);
-  if (largest >= k) {
-    const int64_t p =
-        std::find_if(previous.begin(), previous.end(), [&](uint32_t a) { return a >= k; }) -
-        previous.begin();
-    PGKM_EXPECTS(false, kContext, "previous code ", previous[p], " of point ", p,
-                 " is not < k=", k);
-  }
+  check_previous_codes(previous, codes, resident.size(), k, kContext);
   const PreparedCentroids prepared = cpu::prepare_centroids(centroids, resident.dim());
   cpu::assign_pruned(kernels_, threads_, resident, prepared, previous, codes, dist, stats);
 }
@@ -334,13 +303,7 @@ void CpuBackend::accumulate(const ResidentPoints& points, std::span<const uint32
   const int dim = resident.dim();
   const int64_t n = resident.size();
   const int64_t k = static_cast<int64_t>(counts.size());
-  PGKM_EXPECTS(codes.size() == static_cast<size_t>(n), kContext, codes.size(), " codes for ", n,
-               " points");
-  PGKM_EXPECTS(sums.size() == counts.size() * dim, kContext, "sums hold ", sums.size(),
-               " values, expected k=", k, " x dim=", dim);
-  for (int64_t p = 0; p < n; ++p) {
-    PGKM_EXPECTS(codes[p] < k, kContext, "code ", codes[p], " of point ", p, " is not < k=", k);
-  }
+  check_accumulate_args(n, dim, codes, sums.size(), counts.size(), kContext);
   const int64_t width = k * dim;
   std::vector<int64_t> partial_sums(static_cast<size_t>(threads_ * width));
   std::vector<uint64_t> partial_counts(static_cast<size_t>(threads_ * k));

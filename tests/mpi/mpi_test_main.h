@@ -15,8 +15,8 @@
 #include <optional>
 #include <vector>
 
+#include "dist/mpi_communicator.h"
 #include "engine/communicator.h"
-#include "launch/mpi_communicator.h"
 
 namespace pgkm::mpitest {
 

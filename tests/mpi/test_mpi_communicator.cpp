@@ -1,4 +1,4 @@
-// MpiCommunicator and MpiSession (launch/mpi_communicator.h), run by ctest as
+// MpiCommunicator and MpiSession (dist/mpi_communicator.h), run by ctest as
 // `mpiexec -n N` for N = 1..4. Every rank runs every test.
 // No failure may hang the job (tests/mpi/mpi_test_main.h).
 #include <gtest/gtest.h>
@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "core/errors.h"
-#include "launch/mpi_communicator.h"
+#include "dist/mpi_communicator.h"
 #include "tests/mpi/mpi_test_main.h"
 
 namespace pgkm {

@@ -1,4 +1,4 @@
-// NcclCommunicator (launch/nccl_communicator.h), run by ctest as `mpiexec -n 1` (one GPU
+// NcclCommunicator (dist/nccl_communicator.h), run by ctest as `mpiexec -n 1` (one GPU
 // per rank). Every test is skipped (GTEST_SKIP, exit code 0) unless every rank sees a GPU.
 // No failure may hang the job (tests/mpi/mpi_test_main.h).
 #include <gtest/gtest.h>
@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "core/errors.h"
-#include "launch/mpi_communicator.h"
-#include "launch/nccl_communicator.h"
+#include "dist/mpi_communicator.h"
+#include "dist/nccl_communicator.h"
 #include "tests/mpi/mpi_test_main.h"
 
 namespace pgkm {

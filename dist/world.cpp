@@ -1,4 +1,4 @@
-#include "launch/world.h"
+#include "dist/world.h"
 
 #include <cstdlib>
 
@@ -7,28 +7,37 @@
 namespace pgkm {
 
 #ifdef PGKM_HAVE_MPI
-std::unique_ptr<World> make_mpi_world(int* argc, char*** argv);  // launch/mpi_world.cpp
+std::unique_ptr<World> make_mpi_world(int* argc, char*** argv);  // dist/mpi_world.cpp
 #endif
 
 namespace {
+
+// One rank has nobody to send to and nobody to hear from.
+class NoLayerChannel final : public LayerChannel {
+ public:
+  void flush() override {}
+
+ protected:
+  void send_bytes(std::vector<std::byte>) override { PGKM_ASSERT(false, "one-rank world"); }
+  std::optional<std::vector<std::byte>> poll_bytes() override { return std::nullopt; }
+  std::vector<std::byte> wait_bytes() override {
+    PGKM_ASSERT(false, "one-rank world has no other rank to wait for");
+  }
+};
 
 class SingleProcessWorld final : public World {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
   int local_rank() const override { return 0; }
-  Communicator& everyone() override { return alone_; }
+  int ranks_on_this_node() const override { return 1; }
+  Communicator& everyone() override { return single_process_group(); }
+  LayerChannel& layers() override { return channel_; }
   std::string where() const override { return ""; }
-  void send_to_root(std::vector<std::byte>) override { PGKM_ASSERT(false, "one-rank world"); }
-  std::optional<std::vector<std::byte>> poll_root() override { return std::nullopt; }
-  std::vector<std::byte> wait_root() override {
-    PGKM_ASSERT(false, "one-rank world has no other rank to wait for");
-  }
-  void flush_sends() override {}
   [[noreturn]] void abort(int code) override { std::exit(code); }
 
  private:
-  SingleProcessCommunicator alone_;
+  NoLayerChannel channel_;
 };
 
 // Whether a parallel launcher started this process: initialising MPI otherwise would
@@ -42,13 +51,17 @@ bool started_by_launcher() {
 
 }  // namespace
 
+std::unique_ptr<World> make_single_process_world() {
+  return std::make_unique<SingleProcessWorld>();
+}
+
 std::unique_ptr<World> make_world([[maybe_unused]] int* argc, [[maybe_unused]] char*** argv) {
 #ifdef PGKM_HAVE_MPI
   if (started_by_launcher()) return make_mpi_world(argc, argv);
 #else
   (void)started_by_launcher;
 #endif
-  return std::make_unique<SingleProcessWorld>();
+  return make_single_process_world();
 }
 
 }  // namespace pgkm

@@ -1,4 +1,4 @@
-#include "launch/nccl_communicator.h"
+#include "dist/nccl_communicator.h"
 
 #include <cuda_runtime.h>
 #include <nccl.h>
@@ -10,7 +10,7 @@
 
 #include "core/errors.h"
 #include "core/gpu_check.h"
-#include "launch/mpi_communicator.h"
+#include "dist/mpi_communicator.h"
 
 namespace pgkm {
 struct NcclCommunicator::Impl {

@@ -7,7 +7,7 @@
 #include <span>
 #include <string>
 
-namespace pgkm::io {
+namespace pgkm {
 
 // 64-bit hash of `data` (any length, any alignment). Four independent lanes consume
 // 32 bytes per step so the multiplies overlap; a final avalanche spreads every input bit
@@ -19,4 +19,4 @@ uint64_t digest64(std::span<const std::byte> data);
 // `d` as 16 lower-case hex digits, most significant first.
 std::string digest_hex(uint64_t d);
 
-}  // namespace pgkm::io
+}  // namespace pgkm

@@ -1,9 +1,9 @@
-#include "io/digest.h"
+#include "core/digest.h"
 
 #include <bit>
 #include <cstring>
 
-namespace pgkm::io {
+namespace pgkm {
 namespace {
 
 // Words are read little-endian; digests are stored on disk, so they must not depend on
@@ -83,4 +83,4 @@ std::string digest_hex(uint64_t d) {
   return out;
 }
 
-}  // namespace pgkm::io
+}  // namespace pgkm

@@ -1,5 +1,5 @@
 // NCCL implementation of the communicator seam (engine/communicator.h), bootstrapped from
-// MPI (ARCHITECTURE.md): rank 0 makes the NCCL unique id, the MPI communicator broadcasts
+// MPI (docs/ARCHITECTURE.md): rank 0 makes the NCCL unique id, the MPI communicator broadcasts
 // it, and every rank joins with ncclCommInitRank on its local GPU.
 //
 // Why it exists: with the CUDA backend, sharded layers can add up their per-centroid sums
@@ -8,13 +8,13 @@
 // NCCL -> host: correct, but it pays two PCIe copies per call that a device-resident
 // caller would not (an MpiCommunicator may well be faster for small host payloads).
 //
-// Errors (CONVENTIONS.md #6, #7): every failed CUDA or NCCL call throws SystemError naming
+// Errors (docs/CONVENTIONS.md #6, #7): every failed CUDA or NCCL call throws SystemError naming
 // the call and the library's error string. Waits poll cudaStreamQuery and
 // ncclCommGetAsyncError instead of blocking, so a failed peer makes this rank abort the
 // NCCL communicator and throw rather than hang. After such an abort every collective
 // throws SystemError. Destructors never throw.
 //
-// No CUDA or NCCL header is included here (CONVENTIONS.md #3): the handles live in an
+// No CUDA or NCCL header is included here (docs/CONVENTIONS.md #3): the handles live in an
 // opaque implementation in nccl_communicator.cpp. Built only when CMake finds CUDA, MPI
 // and NCCL (target pgkm_nccl, PGKM_HAVE_NCCL).
 #pragma once

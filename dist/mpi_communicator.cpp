@@ -1,4 +1,4 @@
-#include "launch/mpi_communicator.h"
+#include "dist/mpi_communicator.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -77,8 +77,10 @@ MpiSession::MpiSession(int* argc, char*** argv) {
       MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank_, MPI_INFO_NULL, &node),
       "MPI_Comm_split_type");
   const int rank_rc = MPI_Comm_rank(node, &local_rank_);
+  const int size_rc = MPI_Comm_size(node, &local_size_);
   MPI_Comm_free(&node);
   check(rank_rc, "MPI_Comm_rank");
+  check(size_rc, "MPI_Comm_size");
 }
 
 MpiSession::~MpiSession() {

@@ -2,7 +2,7 @@
 // process lifetime (MpiSession) and point-to-point byte messages that stream finished
 // layers to rank 0. Only launch/ includes this header; engine/ never sees MPI.
 //
-// Errors (CONVENTIONS.md #6, #7): every failed MPI call throws SystemError naming the
+// Errors (docs/CONVENTIONS.md #6, #7): every failed MPI call throws SystemError naming the
 // call and MPI_Error_string; the communicators use MPI_ERRORS_RETURN so failures come
 // back as codes. Destructors never throw. MPI is used from the main thread only
 // (MPI_THREAD_FUNNELED).
@@ -47,6 +47,8 @@ class MpiSession {
   int world_size() const { return world_size_; }
   // Rank among the ranks on this node (MPI_COMM_TYPE_SHARED), e.g. to pick a GPU.
   int local_rank() const { return local_rank_; }
+  // How many ranks share this node.
+  int local_size() const { return local_size_; }
   // MPI_Get_processor_name: the node's name, for error messages.
   const std::string& hostname() const { return hostname_; }
 
@@ -55,6 +57,7 @@ class MpiSession {
   int world_rank_ = 0;
   int world_size_ = 1;
   int local_rank_ = 0;
+  int local_size_ = 1;
   std::string hostname_;
 };
 

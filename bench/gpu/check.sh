@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The CUDA backend's device check, one command on a bare H100/H200 machine that has
+# nvcc, a driver, CMake and Python but no MPI, HDF5 or GoogleTest:
+#
+#   bash bench/gpu/check.sh            # from the repository root; about 4-6 minutes
+#
+# It builds bench/gpu (kernels, CPU reference, CUDA tests on a GoogleTest stand-in, the
+# benchmark) for sm_90 and writes everything to one log, $OUT/gpu_check.log ($OUT is set
+# by the device tool; bench/gpu/out/ otherwise):
+#   1. the machine: nvidia-smi, nvcc, cmake
+#   2. the build, then the assignment kernel's registers and SASS issue bound
+#   3. the CUDA-vs-CPU tests (tests/test_cuda_backend.cpp), bit for bit
+#   4. compute-sanitizer memcheck, racecheck and synccheck on CudaVsCpu.SmallCases
+#   5. the assignment benchmark as a fraction of the measured FP32 peak, then Nsight
+#      Compute's view of one pass (stall reasons, pipe use; informational)
+#   6. END-TO-END (only where the full pgkm builds: it needs HDF5 and nlohmann_json):
+#      a 2-layer synthetic RoBERTa quantized with --device cpu and --device cuda, the
+#      reconstructions compared byte for byte. Skipped, and said so, elsewhere.
+# Exit status: 0 when every step that ran passed.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+out_dir=${OUT:-$root/bench/gpu/out}
+mkdir -p "$out_dir"
+log=$out_dir/gpu_check.log
+exec > >(tee "$log") 2>&1
+
+build=${PGKM_GPU_BUILD:-/tmp/pgkm-gpu-build}
+jobs=$(nproc)
+failed=()
+step() { printf '\n=== %s (%s)\n' "$*" "$(date +%T)"; }
+fail() {
+  echo "FAILED: $1"
+  failed+=("$1")
+}
+
+step "1. machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || fail machine
+nvcc --version | tail -2
+cmake --version | head -1
+
+step "2. build bench/gpu for sm_90"
+generator=()
+command -v ninja > /dev/null && generator=(-G Ninja)
+if ! timeout 300 cmake -S "$root/bench/gpu" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CUDA_ARCHITECTURES=90 > "$out_dir/configure.log" 2>&1; then
+  cat "$out_dir/configure.log"
+  fail build
+  echo "gpu check: build failed"
+  exit 1
+fi
+if ! timeout 300 cmake --build "$build" -j"$jobs"; then
+  fail build
+  echo "gpu check: build failed"
+  exit 1
+fi
+cuobjdump=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump)
+lib=$(find "$build" -name libpgkm_kernels.a | head -1)
+if [ -x "$cuobjdump" ] && [ -n "$lib" ]; then
+  "$cuobjdump" -res-usage "$lib" 2> /dev/null | awk '
+    /Function .*assign_kernelILi[0-9]+E/ {
+      match($0, /ILi[0-9]+E/); b = substr($0, RSTART + 3, RLENGTH - 4)
+      getline; print "assign_kernel<" b ">: " $0
+    }' || true
+  "$cuobjdump" -sass "$lib" | python3 "$root/bench/gpu/sass_loop.py" || true
+fi
+
+step "3. CUDA vs CPU tests"
+timeout 240 "$build/test_cuda_backend" || fail tests
+
+step "4. compute-sanitizer on CudaVsCpu.SmallCases"
+sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+if [ -x "$sanitizer" ]; then
+  for tool in memcheck racecheck synccheck; do
+    echo "--- $tool"
+    timeout 120 "$sanitizer" --tool "$tool" --error-exitcode 3 \
+      "$build/test_cuda_backend" --gtest_filter='CudaVsCpu.SmallCases' || fail "sanitizer $tool"
+  done
+else
+  fail "compute-sanitizer not found"
+fi
+
+step "5. assignment benchmark"
+timeout 180 "$build/bench_assign_gpu" --reps 3 || fail benchmark
+
+step "5b. Nsight Compute on one assignment pass of the b=8 shape (for reading, not judged)"
+ncu_bin=$(command -v ncu || true)
+if [ -n "$ncu_bin" ]; then
+  timeout 150 "$ncu_bin" --clock-control none --kernel-name regex:assign_kernel --launch-skip 1 \
+    --launch-count 1 --section SpeedOfLight --section ComputeWorkloadAnalysis \
+    --section WarpStateStats --section Occupancy "$build/bench_assign_gpu" --shape 1 --reps 1 ||
+    echo "ncu did not finish (not counted as a failure)"
+else
+  echo "ncu not found"
+fi
+
+step "6. END-TO-END RoBERTa: --device cpu against --device cuda (needs the full pgkm)"
+full=${PGKM_FULL_BUILD:-/tmp/pgkm-full-build}
+if timeout 120 cmake -S "$root" -B "$full" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
+  -DPGKM_BUILD_TESTS=OFF -DPGKM_BUILD_BENCH=OFF > "$out_dir/full_configure.log" 2>&1 &&
+  timeout 300 cmake --build "$full" -j"$jobs" --target pgkm > "$out_dir/full_build.log" 2>&1; then
+  pgkm=$full/launch/pgkm
+  work=$(mktemp -d)
+  if timeout 120 python3 "$root/bench/make_roberta_model.py" "$work/roberta2.safetensors" --layers 2; then
+    for device in cpu cuda; do
+      if ! timeout 300 "$pgkm" quantize "$work/roberta2.safetensors" \
+        --config "$root/configs/roberta_base.yaml" --out "$work/$device.pgkm.h5" --iters 2 \
+        --device "$device" --report "$work/$device.json"; then
+        fail "end-to-end quantize --device $device"
+      elif ! timeout 120 "$pgkm" reconstruct "$work/$device.pgkm.h5" \
+        --out "$work/$device.safetensors"; then
+        fail "end-to-end reconstruct --device $device"
+      fi
+    done
+    if cmp "$work/cpu.safetensors" "$work/cuda.safetensors"; then
+      echo "end-to-end: the CPU and CUDA reconstructions are byte-identical"
+    else
+      fail "end-to-end: reconstructions differ"
+    fi
+  else
+    fail "end-to-end: model generation"
+  fi
+else
+  echo "SKIPPED: the full pgkm did not configure or build here (HDF5 and nlohmann_json are"
+  echo "needed); the last lines of the configure log:"
+  tail -5 "$out_dir/full_configure.log"
+fi
+
+echo
+if [ ${#failed[@]} -eq 0 ]; then
+  echo "gpu check: every step passed"
+  exit 0
+fi
+echo "gpu check: failed steps: ${failed[*]}"
+exit 1

@@ -1,0 +1,32 @@
+#include "pipeline/params.h"
+
+#include <cmath>
+
+#include "core/enum_names.h"
+#include "core/errors.h"
+
+namespace pgkm {
+
+namespace {
+constexpr EnumNames<Device, 3> kDeviceNames{
+    {{{Device::kCpu, "cpu"}, {Device::kCuda, "cuda"}, {Device::kAuto, "auto"}}}};
+}  // namespace
+
+const char* device_name(Device d) {
+  return kDeviceNames.name(d);
+}
+
+std::optional<Device> parse_device(std::string_view name) {
+  return kDeviceNames.parse(name);
+}
+
+void validate(const QuantizeParams& p) {
+  PGKM_EXPECTS(!p.out.empty() || p.dry_run, "--out", "an output archive path is required");
+  PGKM_EXPECTS(p.defaults.kmeans.iterations >= 0, "--iters", p.defaults.kmeans.iterations,
+               " is negative");
+  PGKM_EXPECTS(p.threads >= 0, "--threads", p.threads, " is negative");
+  PGKM_EXPECTS(std::isfinite(p.shard_threshold) && p.shard_threshold >= 0, "--shard-threshold",
+               p.shard_threshold, " is not a number >= 0");
+}
+
+}  // namespace pgkm

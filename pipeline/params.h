@@ -1,0 +1,44 @@
+// What a whole-model quantization run is asked to do (pgkm quantize's options, typed).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "engine/layer_record.h"
+
+namespace pgkm {
+
+// Where the k-means runs.
+enum class Device {
+  kCpu,
+  kCuda,
+  kAuto,  // CUDA when this build has it and a GPU is visible, else the CPU
+};
+const char* device_name(Device d);  // "cpu", "cuda", "auto"
+std::optional<Device> parse_device(std::string_view name);
+
+struct QuantizeParams {
+  std::string model;   // .safetensors file or directory (sharded with an index)
+  std::string config;  // quantization config (fairseq YAML or native)
+  std::string out;     // archive path; may be empty for a dry run
+  std::string report;  // JSON report path, empty for none
+  // Settings for layers whose config rule names none: algorithm, iterations, seed,
+  // centroid dtype and the algorithms' parameters. Block size and K always come from
+  // the config.
+  LayerSettings defaults;
+  int threads = 0;  // worker threads per rank; 0: the cores of the node shared by its ranks
+  Device device = Device::kAuto;
+  bool dry_run = false;  // print the size plan without reading tensor data
+  bool resume = false;   // reuse finished layers of an interrupted run
+  bool strict = false;   // config warnings are errors
+  // A layer costing more than this many fair shares (total cost / ranks) is split over
+  // every rank instead of given to one.
+  double shard_threshold = 1.0;
+};
+
+// Throws InputError naming the option for values no run can use (no --out without
+// --dry-run, negative counts, a shard threshold that is not a finite number >= 0).
+void validate(const QuantizeParams& params);
+
+}  // namespace pgkm
