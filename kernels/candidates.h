@@ -97,7 +97,7 @@ struct CandidateLists {
 // The candidates of every cluster a: the centroids j with pair_key(c_a, c_j) <=
 // limits[a]. centroids: [k, dim] row-major; limits: [k], e.g. the largest key_limit of
 // the points whose previous code is a (a negative limit leaves the list empty). Memory:
-// 12 bytes per candidate. Portable scalar code (std::fma), O(k^2 dim).
+// 8 bytes per candidate. Portable scalar code (std::fma), O(k^2 dim).
 CandidateLists build_candidate_lists(std::span<const float> centroids, int dim,
                                      std::span<const float> limits);
 
