@@ -1,6 +1,10 @@
+// Default implementations of the Backend entry points that a backend may leave alone,
+// and the argument checks every backend shares.
 #include "kernels/backend.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include "core/errors.h"
@@ -80,6 +84,36 @@ void check_assign_accumulate_args(int64_t n, int dim, size_t centroid_values, si
   const size_t k = centroid_values / static_cast<size_t>(dim);
   PGKM_EXPECTS(counts == k, context, "counts hold ", counts, " values, expected k=", k,
                " centroids");
+}
+
+void check_previous_codes(std::span<const uint32_t> previous, std::span<const uint32_t> codes,
+                          int64_t n, int64_t k, const std::string& context) {
+  PGKM_EXPECTS(previous.size() == static_cast<size_t>(n), context, previous.size(),
+               " previous codes for ", n, " points");
+  const auto address = [](const uint32_t* p) { return reinterpret_cast<uintptr_t>(p); };
+  const uintptr_t bytes = static_cast<uintptr_t>(n) * sizeof(uint32_t);
+  PGKM_EXPECTS(previous.data() == codes.data() ||
+                   address(previous.data()) + bytes <= address(codes.data()) ||
+                   address(codes.data()) + bytes <= address(previous.data()),
+               context, "previous codes and codes overlap without being the same span");
+  uint32_t largest = 0;  // one branch-free pass; the message names the first bad code
+  for (uint32_t a : previous)
+    largest = std::max(largest, a);
+  if (largest < k) return;
+  const auto bad =
+      std::find_if(previous.begin(), previous.end(), [&](uint32_t a) { return a >= k; });
+  PGKM_EXPECTS(false, context, "previous code ", *bad, " of point ", bad - previous.begin(),
+               " is not < k=", k);
+}
+
+void Backend::assign_pruned(const ResidentPoints& points, std::span<const float> centroids,
+                            std::span<const uint32_t> previous, std::span<uint32_t> codes,
+                            std::span<float> dist, SearchStats& stats) {
+  const int64_t n = points.size();
+  const int64_t k = static_cast<int64_t>(centroids.size()) / points.dim();
+  check_previous_codes(previous, codes, n, k, name());
+  assign(points, centroids, codes, dist);
+  stats = {n, k, n * k, n * k, n};
 }
 
 }  // namespace pgkm

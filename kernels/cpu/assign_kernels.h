@@ -2,7 +2,8 @@
 // assignment kernels, and the kernel entry points.
 //
 // Points are stored as SoA tiles of kTileWidth points, [tiles][dim][kTileWidth], so
-// one AVX2 register holds one coordinate of 8 points. Centroids are regrouped per
+// one AVX2 register holds one coordinate of 8 points (the AVX-512 kernels take two
+// tiles, or a gathered tile of 16). Centroids are regrouped per
 // assign() call into groups of kGroupSize, [groups][dim][kGroupSize], padded with
 // centroids whose half norm is -infinity so that they never win.
 //
@@ -25,6 +26,16 @@ struct CentroidSet {
   const float* rows = nullptr;        // [k][dim], as given; used for the distances
   const float* grouped = nullptr;     // [groups][dim][kGroupSize], padding coordinates 0
   const float* half_norms = nullptr;  // [groups * kGroupSize], -0.5 |c|^2, padding -inf
+  int64_t column_stride = 0;          // k rounded up to a multiple of 16
+  // The search order: centroids in blocks of 16 that are compact in space (a k-d tree's
+  // leaves). block_columns: [dim][column_stride] coordinates in that order, padding 0;
+  // block_ids: [column_stride] the index at each position, kNoCandidate for padding;
+  // box_lo, box_hi: [dim][column_stride / 16] each block's bounding box (readable 16
+  // floats past the end).
+  const float* block_columns = nullptr;
+  const uint32_t* block_ids = nullptr;
+  const float* box_lo = nullptr;
+  const float* box_hi = nullptr;
   int64_t k = 0;
   int64_t groups = 0;
   int dim = 0;
@@ -40,10 +51,68 @@ struct TileRange {
   float* dist = nullptr;         // [n]
 };
 
+// Index of a padding slot in a CandidateBlock.
+inline constexpr uint32_t kNoCandidate = 0xffffffffu;
+
+// One cluster's candidate centroids in search order (ascending pair key, so not in
+// index order), in CentroidSet's grouped layout plus each slot's original index.
+struct CandidateBlock {
+  const float* rows = nullptr;        // [k][dim], all centroids by original index
+  const float* grouped = nullptr;     // [groups][dim][kGroupSize], padding coordinates 0
+  const float* half_norms = nullptr;  // [groups * kGroupSize], -0.5 |c|^2, padding -inf
+  const uint32_t* ids = nullptr;      // [groups * kGroupSize] original index, kNoCandidate
+  int64_t groups = 0;
+  int dim = 0;
+};
+
+// Brute-force kernels: every point of the range against every centroid.
 // Portable kernel: std::fma in the contract's order, one point at a time.
 void assign_tiles_scalar(const CentroidSet& centroids, const TileRange& range);
-
 // AVX2+FMA kernel; call only when cpu_has_avx2_fma(). Bit-identical to the scalar one.
 void assign_tiles_avx2(const CentroidSet& centroids, const TileRange& range);
+// AVX-512 kernel, two tiles at a time; call only when cpu_has_avx512(). Same bits.
+void assign_tiles_avx512(const CentroidSet& centroids, const TileRange& range);
+
+// Candidate kernels: the points of one gathered tile, [dim][width] (width = the
+// kernel's tile width: any for scalar, 8 for AVX2, 16 for AVX-512), against the first
+// `groups` groups of a block. codes, dist: [width] out, for every lane (padding lanes
+// included): the lowest original index among the best scores, as the brute-force
+// kernels would find if the winner is among those groups, and its distance.
+void score_candidates_scalar(const CandidateBlock& block, int64_t groups, const float* tile,
+                             int width, uint32_t* codes, float* dist);
+void score_candidates_avx2(const CandidateBlock& block, int64_t groups, const float* tile,
+                           uint32_t* codes, float* dist);
+void score_candidates_avx512(const CandidateBlock& block, int64_t groups, const float* tile,
+                             uint32_t* codes, float* dist);
+
+// Levels of key limits that a cluster's tiles fall into (select_levels).
+inline constexpr int kMaxLevels = 8;
+
+// The neighbours of centroid a, by level: centroid j with pair key A_j
+// (candidates::pair_key, the contract's dist chain between c_a and c_j) goes to the
+// first level l with A_j <= limits[l]; limits: [levels] ascending, levels in
+// 1..kMaxLevels; centroids above limits[levels - 1] are left out, and so are whole
+// blocks whose box key exceeds block_limit (candidates::block_limit of the top limit).
+// out: [levels][stride], stride >= centroids.k + 16, level l's indices (in block order)
+// from out + l * stride (the SIMD kernels may write up to 16 values past the last).
+// counts: [levels] out.
+void select_levels_scalar(const CentroidSet& centroids, int64_t a, float block_limit,
+                          const float* limits, int levels, int64_t stride, uint32_t* out,
+                          int64_t* counts);
+void select_levels_avx2(const CentroidSet& centroids, int64_t a, float block_limit,
+                        const float* limits, int levels, int64_t stride, uint32_t* out,
+                        int64_t* counts);
+void select_levels_avx512(const CentroidSet& centroids, int64_t a, float block_limit,
+                          const float* limits, int levels, int64_t stride, uint32_t* out,
+                          int64_t* counts);
+
+// Centroids ids[0, count) in the kernels' grouped layout, padded to `groups` groups
+// (>= count / kGroupSize): grouped [groups][dim][kGroupSize], half_norms and block_ids
+// [groups * kGroupSize] (padding: coordinates 0, half norm -inf, kNoCandidate). ids
+// must be readable up to groups * kGroupSize; the values past count are ignored.
+void fill_block_scalar(const CentroidSet& centroids, const uint32_t* ids, int64_t count,
+                       int64_t groups, float* grouped, float* half_norms, uint32_t* block_ids);
+void fill_block_avx2(const CentroidSet& centroids, const uint32_t* ids, int64_t count,
+                     int64_t groups, float* grouped, float* half_norms, uint32_t* block_ids);
 
 }  // namespace pgkm::cpu

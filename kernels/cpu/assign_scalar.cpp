@@ -1,6 +1,7 @@
-// Portable assignment kernel: the arithmetic contract of Backend::assign written out
-// literally, one point at a time. It is the reference the AVX2 kernel must match bit
-// for bit, and the path used on CPUs without AVX2/FMA.
+// Portable assignment kernels: the arithmetic contract of Backend::assign written out
+// literally, one point at a time. They are the reference the SIMD kernels must match
+// bit for bit, and the path used on CPUs without AVX2/FMA.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -38,7 +39,84 @@ float squared_distance(const float* x, const float* c, int dim) {
   return acc;
 }
 
+// score_j of the contract for the block slot `slot`, read from the grouped layout.
+float slot_score(const CandidateBlock& c, int64_t slot, const float* x) {
+  const float* cg = c.grouped + (slot / kGroupSize) * c.dim * kGroupSize + slot % kGroupSize;
+  float acc = c.half_norms[slot];
+  for (int d = 0; d < c.dim; ++d)
+    acc = std::fma(x[d], cg[d * kGroupSize], acc);
+  return acc;
+}
+
 }  // namespace
+
+void score_candidates_scalar(const CandidateBlock& block, int64_t groups, const float* tile,
+                             int width, uint32_t* codes, float* dist) {
+  const int dim = block.dim;
+  float x[kMaxBlockSize];
+  for (int lane = 0; lane < width; ++lane) {
+    for (int d = 0; d < dim; ++d)
+      x[d] = tile[d * width + lane];
+    float best = -std::numeric_limits<float>::infinity();
+    uint32_t best_id = kNoCandidate;
+    // Slots are in key order, not index order: equal scores go to the lower index.
+    for (int64_t slot = 0; slot < groups * kGroupSize; ++slot) {
+      const uint32_t id = block.ids[slot];
+      if (id == kNoCandidate) continue;
+      const float score = slot_score(block, slot, x);
+      if (score > best || (score == best && id < best_id) || best_id == kNoCandidate) {
+        best = score;
+        best_id = id;
+      }
+    }
+    codes[lane] = best_id;
+    dist[lane] = squared_distance(x, block.rows + int64_t{best_id} * dim, dim);
+  }
+}
+
+void select_levels_scalar(const CentroidSet& centroids, int64_t a, float block_limit,
+                          const float* limits, int levels, int64_t stride, uint32_t* out,
+                          int64_t* counts) {
+  const int dim = centroids.dim;
+  const float* ca = centroids.rows + a * dim;
+  const int64_t blocks = centroids.column_stride / 16;
+  for (int l = 0; l < levels; ++l)
+    counts[l] = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    // Box key: the pair-key chain on the distances to the block's box.
+    float box = 0.f;
+    for (int d = 0; d < dim; ++d) {
+      const float below = centroids.box_lo[d * blocks + b] - ca[d];
+      const float above = ca[d] - centroids.box_hi[d * blocks + b];
+      const float t = std::max(std::max(below, above), 0.f);
+      box = std::fma(t, t, box);
+    }
+    if (box > block_limit) continue;
+    for (int64_t i = b * 16; i < (b + 1) * 16 && i < centroids.k; ++i) {
+      const uint32_t j = centroids.block_ids[i];
+      // Pair key: the dist chain between two centroids (candidates::pair_key).
+      const float key = squared_distance(centroids.rows + int64_t{j} * dim, ca, dim);
+      int l = 0;
+      while (l < levels && !(key <= limits[l]))
+        ++l;
+      if (l < levels) out[l * stride + counts[l]++] = j;
+    }
+  }
+}
+
+void fill_block_scalar(const CentroidSet& centroids, const uint32_t* ids, int64_t count,
+                       int64_t groups, float* grouped, float* half_norms, uint32_t* block_ids) {
+  const int dim = centroids.dim;
+  for (int64_t slot = 0; slot < groups * kGroupSize; ++slot) {
+    float* dst = grouped + (slot / kGroupSize) * dim * kGroupSize + slot % kGroupSize;
+    const bool real = slot < count;
+    const uint32_t id = real ? ids[slot] : 0;
+    for (int d = 0; d < dim; ++d)
+      dst[d * kGroupSize] = real ? centroids.rows[int64_t{id} * dim + d] : 0.f;
+    half_norms[slot] = real ? centroids.half_norms[id] : -std::numeric_limits<float>::infinity();
+    block_ids[slot] = real ? id : kNoCandidate;
+  }
+}
 
 void assign_tiles_scalar(const CentroidSet& centroids, const TileRange& range) {
   const int dim = centroids.dim;

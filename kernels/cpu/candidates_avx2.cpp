@@ -1,0 +1,317 @@
+// AVX2+FMA candidate kernels: one gathered tile of 8 points against the first groups
+// of a cluster's candidate block, the neighbour selection and the block's gather.
+// Built with -mavx2 -mfma and run only after cpu_has_avx2_fma(); intrinsics and
+// internal functions only (see assign_avx2.cpp for why).
+//
+// The scan is assign_avx2.cpp's (8 independent FMA chains per group, the running best
+// of each point, the first group with a strictly greater maximum), with one addition:
+// candidates are in key order, not index order, so "first group, lowest lane" is not
+// "lowest index". A lane also remembers whether a later group reached its best score
+// exactly; such lanes (exact ties across groups, rare) rescore every group, and every
+// lane picks the lowest original index among the slots equal to its best score.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/cpu/assign_kernels.h"
+
+namespace pgkm::cpu {
+namespace {
+
+struct TileBest {
+  __m256 score;
+  __m256i group;
+  int tied;  // lane bit set: a group after `group` reached `score` too
+};
+
+template <int kDim>
+TileBest scan_candidates(const CandidateBlock& c, int64_t groups, const float* tile) {
+  const int dim = kDim > 0 ? kDim : c.dim;
+  const int64_t group_stride = int64_t{dim} * kGroupSize;
+  __m256 best = _mm256_set1_ps(-__builtin_inff());
+  __m256i best_group = _mm256_setzero_si256();
+  __m256 tied = _mm256_setzero_ps();
+  __m256i group = _mm256_setzero_si256();
+  const __m256i one = _mm256_set1_epi32(1);
+  const float* cg = c.grouped;
+  const float* hn = c.half_norms;
+  for (int64_t g = 0; g < groups; ++g, cg += group_stride, hn += kGroupSize) {
+    const float* x_rows = tile;
+    if constexpr (kDim == 0 || kDim > 4) asm("" : "+r"(x_rows));
+    __m256 acc[kGroupSize];
+#pragma GCC unroll 8
+    for (int j = 0; j < kGroupSize; ++j)
+      acc[j] = _mm256_broadcast_ss(hn + j);
+#pragma GCC unroll 32
+    for (int d = 0; d < dim; ++d) {
+      const __m256 x = _mm256_load_ps(x_rows + d * kTileWidth);
+#pragma GCC unroll 8
+      for (int j = 0; j < kGroupSize; ++j) {
+        acc[j] = _mm256_fmadd_ps(x, _mm256_broadcast_ss(cg + d * kGroupSize + j), acc[j]);
+      }
+    }
+    const __m256 m01 = _mm256_max_ps(acc[0], acc[1]);
+    const __m256 m23 = _mm256_max_ps(acc[2], acc[3]);
+    const __m256 m45 = _mm256_max_ps(acc[4], acc[5]);
+    const __m256 m67 = _mm256_max_ps(acc[6], acc[7]);
+    const __m256 tmax = _mm256_max_ps(_mm256_max_ps(m01, m23), _mm256_max_ps(m45, m67));
+    const __m256 improved = _mm256_cmp_ps(tmax, best, _CMP_GT_OQ);
+    const __m256 equal = _mm256_cmp_ps(tmax, best, _CMP_EQ_OQ);
+    tied = _mm256_andnot_ps(improved, _mm256_or_ps(tied, equal));
+    best = _mm256_max_ps(tmax, best);
+    best_group = _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(best_group), _mm256_castsi256_ps(group), improved));
+    group = _mm256_add_epi32(group, one);
+  }
+  return {best, best_group, _mm256_movemask_ps(tied)};
+}
+
+// The lowest original index among the slots of `group` whose score for point `lane`
+// equals `best`, or kNoCandidate when none does.
+template <int kDim>
+uint32_t lowest_equal_in_group(const CandidateBlock& c, const float* tile, int lane, int64_t group,
+                               float best) {
+  const int dim = kDim > 0 ? kDim : c.dim;
+  const float* cg = c.grouped + group * dim * kGroupSize;
+  __m256 acc = _mm256_loadu_ps(c.half_norms + group * kGroupSize);
+#pragma GCC unroll 32
+  for (int d = 0; d < dim; ++d) {
+    const __m256 x = _mm256_broadcast_ss(tile + d * kTileWidth + lane);
+    acc = _mm256_fmadd_ps(x, _mm256_load_ps(cg + d * kGroupSize), acc);
+  }
+  unsigned equal = static_cast<unsigned>(
+      _mm256_movemask_ps(_mm256_cmp_ps(acc, _mm256_set1_ps(best), _CMP_EQ_OQ)));
+  uint32_t lowest = kNoCandidate;
+  const uint32_t* ids = c.ids + group * kGroupSize;
+  for (; equal != 0; equal &= equal - 1) {
+    const uint32_t id = ids[__builtin_ctz(equal)];
+    lowest = id < lowest ? id : lowest;
+  }
+  return lowest;
+}
+
+template <int kDim>
+__m256 chosen_distances(const CandidateBlock& c, const float* tile, __m256i codes) {
+  const int dim = kDim > 0 ? kDim : c.dim;
+  const __m256i offsets = _mm256_mullo_epi32(codes, _mm256_set1_epi32(dim));
+  __m256 acc = _mm256_setzero_ps();
+#pragma GCC unroll 32
+  for (int d = 0; d < dim; ++d) {
+    const __m256 cd = _mm256_i32gather_ps(c.rows + d, offsets, 4);
+    const __m256 t = _mm256_sub_ps(_mm256_load_ps(tile + d * kTileWidth), cd);
+    acc = _mm256_fmadd_ps(t, t, acc);
+  }
+  return acc;
+}
+
+template <int kDim>
+void score_tile(const CandidateBlock& c, int64_t groups, const float* tile, uint32_t* codes,
+                float* dist) {
+  alignas(32) float best[kTileWidth];
+  alignas(32) int32_t group[kTileWidth];
+  alignas(32) uint32_t chosen[kTileWidth];
+  const TileBest tb = scan_candidates<kDim>(c, groups, tile);
+  _mm256_store_ps(best, tb.score);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(group), tb.group);
+  for (int lane = 0; lane < kTileWidth; ++lane) {
+    if ((tb.tied >> lane & 1) == 0) {
+      chosen[lane] = lowest_equal_in_group<kDim>(c, tile, lane, group[lane], best[lane]);
+      continue;
+    }
+    uint32_t lowest = kNoCandidate;
+    for (int64_t g = group[lane]; g < groups; ++g) {
+      const uint32_t id = lowest_equal_in_group<kDim>(c, tile, lane, g, best[lane]);
+      lowest = id < lowest ? id : lowest;
+    }
+    chosen[lane] = lowest;
+  }
+  const __m256i code_vec = _mm256_load_si256(reinterpret_cast<const __m256i*>(chosen));
+  _mm256_storeu_ps(dist, chosen_distances<kDim>(c, tile, code_vec));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes), code_vec);
+}
+
+// Box keys of c_a with 8 blocks: bit i set when block first_block + i may hold a
+// candidate.
+template <int kDim>
+unsigned boxes_within(const CentroidSet& c, const float* ca, int64_t first_block, int64_t blocks,
+                      __m256 block_limit) {
+  const int dim = kDim > 0 ? kDim : c.dim;
+  __m256 acc = _mm256_setzero_ps();
+#pragma GCC unroll 32
+  for (int d = 0; d < dim; ++d) {
+    const __m256 a = _mm256_broadcast_ss(ca + d);
+    const __m256 below = _mm256_sub_ps(_mm256_loadu_ps(c.box_lo + d * blocks + first_block), a);
+    const __m256 above = _mm256_sub_ps(a, _mm256_loadu_ps(c.box_hi + d * blocks + first_block));
+    const __m256 t = _mm256_max_ps(_mm256_max_ps(below, above), _mm256_setzero_ps());
+    acc = _mm256_fmadd_ps(t, t, acc);
+  }
+  return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(acc, block_limit, _CMP_LE_OQ)));
+}
+
+template <int kDim>
+void select_levels(const CentroidSet& c, int64_t a, float block_limit, const float* limits,
+                   int levels, int64_t stride, uint32_t* out, int64_t* counts) {
+  const int dim = kDim > 0 ? kDim : c.dim;
+  const float* ca = c.rows + a * dim;
+  __m256 lim[kMaxLevels];
+  for (int l = 0; l < levels; ++l) {
+    lim[l] = _mm256_set1_ps(limits[l]);
+    counts[l] = 0;
+  }
+  const int64_t col = c.column_stride;
+  const int64_t blocks = col / 16;
+  const __m256 box_limit = _mm256_set1_ps(block_limit);
+  for (int64_t first_block = 0; first_block < blocks; first_block += 8) {
+    unsigned near = boxes_within<kDim>(c, ca, first_block, blocks, box_limit);
+    if (blocks - first_block < 8) near &= (1u << (blocks - first_block)) - 1u;
+    for (; near != 0; near &= near - 1) {
+      const int64_t block = first_block + __builtin_ctz(near);
+      for (int64_t first = block * 16; first < block * 16 + 16; first += 8) {
+        __m256 acc = _mm256_setzero_ps();
+#pragma GCC unroll 32
+        for (int d = 0; d < dim; ++d) {
+          const __m256 t = _mm256_sub_ps(_mm256_load_ps(c.block_columns + d * col + first),
+                                         _mm256_broadcast_ss(ca + d));
+          acc = _mm256_fmadd_ps(t, t, acc);
+        }
+        unsigned left = static_cast<unsigned>(
+            _mm256_movemask_ps(_mm256_cmp_ps(acc, lim[levels - 1], _CMP_LE_OQ)));
+        if (c.k - first < kGroupSize) left &= c.k > first ? (1u << (c.k - first)) - 1u : 0u;
+        for (int l = 0; l < levels && left != 0; ++l) {
+          unsigned level = left & static_cast<unsigned>(
+                                      _mm256_movemask_ps(_mm256_cmp_ps(acc, lim[l], _CMP_LE_OQ)));
+          left &= ~level;
+          uint32_t* dst = out + l * stride;
+          for (; level != 0; level &= level - 1) {
+            dst[counts[l]++] = c.block_ids[first + __builtin_ctz(level)];
+          }
+        }
+      }
+    }
+  }
+}
+
+// r[j] = row j of an 8x8 block becomes column j: r[d][j] = old r[j][d].
+void transpose8(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
+  const __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);
+  const __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]);
+  const __m256 t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]);
+  const __m256 t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44);
+  const __m256 s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44);
+  const __m256 s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44);
+  const __m256 s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44);
+  const __m256 s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// r[j] holds rows j (low half) and j + 4 (high half) of 4 values; afterwards r[d] holds
+// value d of rows 0..3 (low half) and 4..7 (high half).
+void transpose4_lanes(__m256* r) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]);
+  const __m256 t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]);
+  const __m256 t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  r[0] = _mm256_shuffle_ps(t0, t2, 0x44);
+  r[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+  r[2] = _mm256_shuffle_ps(t1, t3, 0x44);
+  r[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+}
+
+}  // namespace
+
+void score_candidates_avx2(const CandidateBlock& block, int64_t groups, const float* tile,
+                           uint32_t* codes, float* dist) {
+  switch (block.dim) {
+    case 4:
+      return score_tile<4>(block, groups, tile, codes, dist);
+    case 8:
+      return score_tile<8>(block, groups, tile, codes, dist);
+    case 16:
+      return score_tile<16>(block, groups, tile, codes, dist);
+    default:
+      return score_tile<0>(block, groups, tile, codes, dist);
+  }
+}
+
+void select_levels_avx2(const CentroidSet& centroids, int64_t a, float block_limit,
+                        const float* limits, int levels, int64_t stride, uint32_t* out,
+                        int64_t* counts) {
+  switch (centroids.dim) {
+    case 4:
+      return select_levels<4>(centroids, a, block_limit, limits, levels, stride, out, counts);
+    case 8:
+      return select_levels<8>(centroids, a, block_limit, limits, levels, stride, out, counts);
+    case 16:
+      return select_levels<16>(centroids, a, block_limit, limits, levels, stride, out, counts);
+    default:
+      return select_levels<0>(centroids, a, block_limit, limits, levels, stride, out, counts);
+  }
+}
+
+void fill_block_avx2(const CentroidSet& centroids, const uint32_t* ids, int64_t count,
+                     int64_t groups, float* grouped, float* half_norms, uint32_t* block_ids) {
+  const int dim = centroids.dim;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t first = g * kGroupSize;
+    const int real = static_cast<int>(count - first < 0 ? 0 : count - first);
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(real), lane);
+    const __m256i idx =
+        _mm256_and_si256(mask, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ids + first)));
+    // Each candidate's row is one or two cache lines; transposing rows touches far fewer
+    // lines than gathering every coordinate column.
+    const float* row[kGroupSize];
+    for (int j = 0; j < kGroupSize; ++j)
+      row[j] = j < real ? centroids.rows + int64_t{ids[first + j]} * dim : nullptr;
+    float* dst = grouped + g * dim * kGroupSize;
+    if (dim % 8 == 0) {
+      for (int d = 0; d < dim; d += 8) {
+        __m256 r[kGroupSize];
+        for (int j = 0; j < kGroupSize; ++j)
+          r[j] = row[j] != nullptr ? _mm256_loadu_ps(row[j] + d) : _mm256_setzero_ps();
+        transpose8(r);
+        for (int j = 0; j < kGroupSize; ++j)
+          _mm256_store_ps(dst + (d + j) * kGroupSize, r[j]);
+      }
+    } else if (dim % 4 == 0) {
+      for (int d = 0; d < dim; d += 4) {
+        __m256 r[4];
+        for (int j = 0; j < 4; ++j) {
+          const __m128 lo = row[j] != nullptr ? _mm_loadu_ps(row[j] + d) : _mm_setzero_ps();
+          const __m128 hi = row[j + 4] != nullptr ? _mm_loadu_ps(row[j + 4] + d) : _mm_setzero_ps();
+          r[j] = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+        }
+        transpose4_lanes(r);
+        for (int j = 0; j < 4; ++j)
+          _mm256_store_ps(dst + (d + j) * kGroupSize, r[j]);
+      }
+    } else {
+      for (int j = 0; j < kGroupSize; ++j) {
+        for (int d = 0; d < dim; ++d)
+          dst[d * kGroupSize + j] = row[j] != nullptr ? row[j][d] : 0.f;
+      }
+    }
+    const __m256 hn = _mm256_mask_i32gather_ps(
+        _mm256_set1_ps(-__builtin_inff()), centroids.half_norms, idx, _mm256_castsi256_ps(mask), 4);
+    _mm256_storeu_ps(half_norms + first, hn);
+    const __m256i out = _mm256_blendv_epi8(_mm256_set1_epi32(-1), idx, mask);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(block_ids + first), out);
+  }
+}
+
+}  // namespace pgkm::cpu
