@@ -3,7 +3,7 @@
 //
 //   bench_kmeans --data FILE.f32 --n N --dim B --k K --algo ipq|pg-base|pg
 //                --iters I --threads T --seed S [--repeats R] [--layer NAME]
-//                [--centroids-out FILE.f32]
+//                [--centroids-out FILE.f32] [--search brute|pruned]
 //
 // FILE.f32 holds raw little-endian float32 [N, B] (row-major, the PQ layout's
 // subvectors). run_kmeans runs R times on the CPU backend with T threads; one JSON
@@ -29,7 +29,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/digest.h"
 #include "engine/kmeans.h"
+#include "engine/layer_record.h"
+#include "io/record_json.h"
 #include "kernels/backend.h"
 
 namespace {
@@ -38,7 +41,7 @@ namespace {
   std::cerr << "bench_kmeans: " << msg << "\n"
             << "usage: bench_kmeans --data FILE.f32 --n N --dim B --k K --algo ipq|pg-base|pg\n"
             << "                    --iters I --threads T --seed S [--repeats R] [--layer NAME]\n"
-            << "                    [--centroids-out FILE.f32]\n";
+            << "                    [--centroids-out FILE.f32] [--search brute|pruned]\n";
   std::exit(2);
 }
 
@@ -78,8 +81,8 @@ int main(int argc, char** argv) {
     }
     args[key.substr(2)] = value;
   }
-  static const char* kKnown[] = {"data",    "n",    "dim",     "k",     "algo",         "iters",
-                                 "threads", "seed", "repeats", "layer", "centroids-out"};
+  static const char* kKnown[] = {"data",    "n",    "dim",     "k",     "algo",          "iters",
+                                 "threads", "seed", "repeats", "layer", "centroids-out", "search"};
   for (const auto& [key, value] : args) {
     if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown))
       usage("unknown option --" + key);
@@ -109,6 +112,10 @@ int main(int argc, char** argv) {
     params.n_centroids = k;
     params.iterations = static_cast<int>(iters);
     params.seed = static_cast<uint64_t>(seed);
+    const std::string search_name = args.count("search") ? args["search"] : "pruned";
+    const auto parsed_search = pgkm::parse_search_mode(search_name);
+    if (!parsed_search) usage("--search must be brute or pruned, not '" + search_name + "'");
+    const pgkm::SearchMode search = *parsed_search;
 
     std::vector<float> data(static_cast<size_t>(n * dim));
     {
@@ -125,12 +132,13 @@ int main(int argc, char** argv) {
     // The host is little-endian x86-64 (pgkm's only CPU target); no byte swapping.
 
     auto backend = pgkm::make_cpu_backend({.threads = static_cast<int>(threads)});
+    const pgkm::EngineContext context(*backend, search);
 
     std::vector<double> per_iter, totals, assign_s, resolve_s, update_s;
     pgkm::KMeansResult last;
     for (int64_t r = 0; r < repeats; ++r) {
       pgkm::KMeansResult res =
-          pgkm::run_kmeans(*backend, params, layer, data, static_cast<int>(dim));
+          pgkm::run_kmeans(context, params, layer, data, static_cast<int>(dim));
       double a = 0, rs = 0, u = 0;
       for (const auto& it : res.per_iteration) {
         a += it.seconds_assign;
@@ -190,6 +198,16 @@ int main(int argc, char** argv) {
                             {"resolution_rounds", it.resolution_rounds}});
     }
     out["per_iteration"] = iters_json;
+    out["search"] = pgkm::search_mode_name(search);
+    // Every statistic the report carries (phase seconds, fraction of centroids scored),
+    // from the layer record's field table, and digests to compare codes and codebooks
+    // between --search brute and --search pruned.
+    pgkm::LayerRecord record;
+    record.stats = last;
+    out["layer_stats"] = pgkm::io::layer_json(record, pgkm::kReport);
+    out["codes_digest"] = pgkm::digest_hex(pgkm::digest64(std::as_bytes(std::span(last.codes))));
+    out["centroids_digest"] =
+        pgkm::digest_hex(pgkm::digest64(std::as_bytes(std::span(last.centroids))));
     std::cout << out.dump() << std::endl;
   } catch (const std::exception& e) {
     std::cerr << "bench_kmeans: " << e.what() << "\n";

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/communicator.h"
+#include "engine/context.h"
 #include "engine/points.h"
 #include "kernels/backend.h"
 
@@ -15,7 +15,8 @@ struct ClusterState {
   // `resident` holds this rank's slice `shard` of `points` (all of them for one rank);
   // `group` is the ranks sharing the layer (a SingleProcessCommunicator for one).
   ClusterState(Backend& backend, const ResidentPoints& resident, const PointSet& points,
-               const FixedPoint& fp, int64_t k, Communicator& group, ShardRange shard);
+               const FixedPoint& fp, int64_t k, Communicator& group, ShardRange shard,
+               SearchMode search = SearchMode::kPruned);
 
   Backend& backend;
   const ResidentPoints& resident;
@@ -25,6 +26,7 @@ struct ClusterState {
   FixedPoint fp;
   int64_t k;
   int dim;
+  SearchMode search;
 
   std::vector<float> centroids;       // [k, dim]
   std::vector<uint32_t> codes;        // [points.size()], the same on every rank of the group
@@ -32,11 +34,18 @@ struct ClusterState {
   std::vector<float> local_dist;      // [shard.size()] squared distance to the assigned centroid
   std::vector<int64_t> sums;          // [k, dim] fixed-point sums of the current assignment
   std::vector<uint64_t> counts;       // [k] total weight of the current assignment
+  // local_codes hold an assignment (a pass's, or the pre-assignment's), which the pruned
+  // search starts from; before that the first pass scores every centroid.
+  bool have_codes = false;
+  SearchStats search_stats;  // every pass so far
 
   // Nearest-centroid assignment of every point, then sums and counts for it: each rank
   // assigns its slice, sums and counts are added up over the group (exact integers, so
   // every rank holds the same bits) and the codes are gathered.
   void reassign();
+  // Takes `codes` (set by the caller, e.g. the pre-assignment) as the current assignment
+  // the next pruned pass starts from.
+  void adopt_codes();
   int64_t count_empty() const;
   // Every centroid with a non-zero count becomes the exact mean of its points;
   // an empty cluster keeps its centroid.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/enum_names.h"
 #include "core/errors.h"
 #include "engine/context.h"
 
@@ -11,6 +12,19 @@ void SingleProcessCommunicator::allgather(std::span<const uint32_t> local,
                                           std::span<uint32_t> all) {
   PGKM_ASSERT(local.size() == all.size());
   std::copy(local.begin(), local.end(), all.begin());
+}
+
+namespace {
+constexpr EnumNames<SearchMode, 2> kSearchModeNames{
+    {{{SearchMode::kBrute, "brute"}, {SearchMode::kPruned, "pruned"}}}};
+}  // namespace
+
+const char* search_mode_name(SearchMode m) {
+  return kSearchModeNames.name(m);
+}
+
+std::optional<SearchMode> parse_search_mode(std::string_view name) {
+  return kSearchModeNames.parse(name);
 }
 
 Communicator& single_process_group() {

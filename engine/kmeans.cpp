@@ -37,7 +37,7 @@ Algorithm parse_algorithm(const std::string& name) {
 
 ClusterState::ClusterState(Backend& backend_, const ResidentPoints& resident_,
                            const PointSet& points_, const FixedPoint& fp_, int64_t k_,
-                           Communicator& group_, ShardRange shard_)
+                           Communicator& group_, ShardRange shard_, SearchMode search_)
     : backend(backend_),
       resident(resident_),
       group(group_),
@@ -45,7 +45,8 @@ ClusterState::ClusterState(Backend& backend_, const ResidentPoints& resident_,
       points(points_),
       fp(fp_),
       k(k_),
-      dim(points_.dim) {
+      dim(points_.dim),
+      search(search_) {
   centroids.resize(static_cast<size_t>(k) * static_cast<size_t>(dim));
   codes.resize(static_cast<size_t>(points.size()));
   local_codes.resize(static_cast<size_t>(shard.size()));
@@ -55,10 +56,30 @@ ClusterState::ClusterState(Backend& backend_, const ResidentPoints& resident_,
 }
 
 void ClusterState::reassign() {
-  backend.assign_accumulate(resident, centroids, fp, local_codes, local_dist, sums, counts);
+  SearchStats pass;
+  if (search == SearchMode::kPruned && have_codes) {
+    // The previous assignment is the starting point; codes are updated in place.
+    backend.assign_accumulate_pruned(resident, centroids, local_codes, fp, local_codes, local_dist,
+                                     sums, counts, pass);
+  } else {
+    backend.assign_accumulate(resident, centroids, fp, local_codes, local_dist, sums, counts);
+    const int64_t n = resident.size();
+    pass = {n, k, n * k, n * k, n};
+  }
+  have_codes = true;
+  search_stats.points += pass.points;
+  search_stats.centroids = pass.centroids;
+  search_stats.scored += pass.scored;
+  search_stats.full += pass.full;
+  search_stats.brute_force += pass.brute_force;
   group.allreduce_sum(sums);
   group.allreduce_sum(counts);
   group.allgather(local_codes, codes);
+}
+
+void ClusterState::adopt_codes() {
+  std::copy(codes.begin() + shard.begin, codes.begin() + shard.end, local_codes.begin());
+  have_codes = true;
 }
 
 int64_t ClusterState::count_empty() const {
@@ -149,11 +170,14 @@ int64_t initialize(ClusterState& state, const KMeansParams& params, const std::s
   }
   // The initial state is the partition itself: piece j is cluster j.
   std::fill(state.counts.begin(), state.counts.end(), 0);
+#pragma omp parallel for schedule(dynamic, 64)
   for (int64_t j = 0; j < pieces_wanted; ++j) {
     for (uint32_t m : pieces[static_cast<size_t>(j)].members)
       state.codes[m] = static_cast<uint32_t>(j);
     state.counts[static_cast<size_t>(j)] = pieces[static_cast<size_t>(j)].weight;
   }
+  // The first pass starts from the pieces: the pruned search needs no brute-force pass.
+  state.adopt_codes();
   return state.count_empty();
 }
 
@@ -161,10 +185,42 @@ int64_t initialize(ClusterState& state, const KMeansParams& params, const std::s
 std::vector<uint32_t> codes_of_distinct(const ClusterState& state, int64_t n_distinct,
                                         const std::vector<uint32_t>& consolidated_index) {
   std::vector<uint32_t> codes(static_cast<size_t>(n_distinct));
-  for (size_t p = 0; p < codes.size(); ++p) {
-    codes[p] = consolidated_index.empty() ? state.codes[p] : state.codes[consolidated_index[p]];
+  const auto n = static_cast<int64_t>(codes.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < n; ++p) {
+    const auto i = static_cast<size_t>(p);
+    codes[i] = consolidated_index.empty() ? state.codes[i] : state.codes[consolidated_index[i]];
   }
   return codes;
+}
+
+// codes[i] = point_codes[point_of[i]] for every input vector.
+std::vector<uint32_t> map_codes(std::span<const uint32_t> point_of,
+                                std::span<const uint32_t> point_codes) {
+  std::vector<uint32_t> codes(point_of.size());
+  const auto n = static_cast<int64_t>(codes.size());
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i)
+    codes[static_cast<size_t>(i)] = point_codes[point_of[static_cast<size_t>(i)]];
+  return codes;
+}
+
+// How many codes name each of the k centroids: per-thread integer histograms over fixed
+// chunks, added up (the same counts for any thread count).
+std::vector<uint64_t> code_counts(std::span<const uint32_t> codes, int64_t k) {
+  const auto width = static_cast<size_t>(k);
+  std::vector<uint64_t> counts(width, 0);
+#pragma omp parallel
+  {
+    std::vector<uint64_t> mine(width, 0);
+#pragma omp for schedule(static) nowait
+    for (int64_t i = 0; i < static_cast<int64_t>(codes.size()); ++i)
+      ++mine[codes[static_cast<size_t>(i)]];
+#pragma omp critical
+    for (size_t j = 0; j < width; ++j)
+      counts[j] += mine[j];
+  }
+  return counts;
 }
 
 // Makes this rank's slice of `points` resident.
@@ -190,6 +246,7 @@ KMeansResult run_kmeans(const EngineContext& context, const KMeansParams& params
   validate(params, layer, vectors, dim);
   KMeansResult result;
 
+  auto phase = Clock::now();
   Deduplicated distinct = deduplicate(vectors, dim);
   result.distinct_vectors = distinct.points.size();
   // One scale for the whole layer, from the original data: consolidated points are
@@ -198,25 +255,32 @@ KMeansResult run_kmeans(const EngineContext& context, const KMeansParams& params
       FixedPoint::for_data(distinct.points.max_abs(), distinct.points.total_weight());
 
   // pg clusters the consolidated points; the others the distinct points.
+  result.seconds_dedup = seconds_since(phase);
   const PointSet* working = &distinct.points;
+  phase = Clock::now();
   if (params.algorithm == Algorithm::kPg) {
     result.dwc =
         consolidate_dense_weights(distinct.points, params.n_centroids, params.dwc, fp, layer);
     working = &result.dwc.points;
   }
+  result.seconds_consolidation = seconds_since(phase);
   result.clustered_points = working->size();
 
   // Every rank of the group holds the same working points (deduplication and DWC are
   // deterministic) and assigns only its slice of them.
+  phase = Clock::now();
   const ShardRange shard = shard_range(working->size(), comm.rank(), comm.size());
   auto resident = upload_slice(backend, *working, shard);
-  ClusterState state(backend, *resident, *working, fp, params.n_centroids, comm, shard);
+  ClusterState state(backend, *resident, *working, fp, params.n_centroids, comm, shard,
+                     context.search);
   result.initial_empty = initialize(state, params, layer, distinct.source_to_point);
+  result.seconds_preassign = seconds_since(phase);
 
   Rng resolution_rng(params.seed, layer, "ipq-resolve");
   for (int it = 0; it < params.iterations; ++it) {
     IterationStats stats;
     stats.iteration = it;
+    const SearchStats before = state.search_stats;
     auto t = Clock::now();
     state.reassign();
     stats.seconds_assign = seconds_since(t);
@@ -246,6 +310,11 @@ KMeansResult run_kmeans(const EngineContext& context, const KMeansParams& params
                      codes_of_distinct(state, distinct.points.size(), result.dwc.input_to_point),
                      state.centroids);
     stats.seconds_update += seconds_since(t);
+    const int64_t full = state.search_stats.full - before.full;
+    stats.scored_fraction =
+        full > 0 ? double(state.search_stats.scored - before.scored) / double(full) : 0.0;
+    result.seconds_assign += stats.seconds_assign;
+    result.seconds_update += stats.seconds_update;
     result.per_iteration.push_back(stats);
     result.iterations_run = it + 1;
     if (on_iteration) on_iteration(stats);
@@ -261,8 +330,10 @@ KMeansResult run_kmeans(const EngineContext& context, const KMeansParams& params
     }
   }
   if (params.iterations == 0) state.reassign();
+  result.scored_fraction = state.search_stats.scored_fraction();
 
   // Codes of every input vector: input -> distinct point -> working point -> code.
+  phase = Clock::now();
   const auto distinct_codes =
       codes_of_distinct(state, distinct.points.size(), result.dwc.input_to_point);
   if (working != &distinct.points && !result.stopped_early) {
@@ -281,14 +352,11 @@ KMeansResult run_kmeans(const EngineContext& context, const KMeansParams& params
     comm.allreduce_sum(state.counts);
     state.update_means();
   }
-  result.codes.resize(distinct.source_to_point.size());
-  result.counts.assign(static_cast<size_t>(params.n_centroids), 0);
-  for (size_t i = 0; i < result.codes.size(); ++i) {
-    result.codes[i] = distinct_codes[distinct.source_to_point[i]];
-    ++result.counts[result.codes[i]];
-  }
+  result.codes = map_codes(distinct.source_to_point, distinct_codes);
+  result.counts = code_counts(result.codes, params.n_centroids);
   result.empty_clusters = std::count(result.counts.begin(), result.counts.end(), uint64_t{0});
   result.objective = objective_of(distinct.points, distinct_codes, state.centroids);
+  result.seconds_update += seconds_since(phase);
   result.centroids = std::move(state.centroids);
   result.dwc.points = {};
   result.dwc.input_to_point = {};

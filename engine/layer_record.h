@@ -97,7 +97,15 @@ void for_each_layer_field(Record& r, Visit&& visit) {
   visit(FieldInfo{"seconds", kAll, true}, t.seconds_total);
   visit(FieldInfo{"stopped_early", kArchive | kWire, true}, t.stopped_early);
   visit(FieldInfo{"stop_reason", kWire, true}, t.stop_reason);
-  visit(FieldInfo{"seconds_resolve", kWire, true}, t.seconds_resolve);
+  visit(FieldInfo{"seconds_resolve", kReport | kWire, true}, t.seconds_resolve);
+  visit(FieldInfo{"seconds_load", kReport | kWire, true}, t.seconds_load);
+  visit(FieldInfo{"seconds_dedup", kReport | kWire, true}, t.seconds_dedup);
+  visit(FieldInfo{"seconds_consolidation", kReport | kWire, true}, t.seconds_consolidation);
+  visit(FieldInfo{"seconds_preassign", kReport | kWire, true}, t.seconds_preassign);
+  visit(FieldInfo{"seconds_assign", kReport | kWire, true}, t.seconds_assign);
+  visit(FieldInfo{"seconds_update", kReport | kWire, true}, t.seconds_update);
+  visit(FieldInfo{"seconds_write", kReport | kWire, true}, t.seconds_write);
+  visit(FieldInfo{"scored_fraction", kReport | kWire, true}, t.scored_fraction);
   // The iterations asked for (the archive's "iterations" is the number run).
   visit(FieldInfo{"iterations", kSetting, false, "iters="}, k.iterations);
   visit(FieldInfo{"seed", kSetting, false, "seed="}, k.seed);
@@ -126,6 +134,7 @@ void for_each_iteration_field(Stats& s, Visit&& visit) {
   visit(FieldInfo{"seconds_assign", kAll, true}, s.seconds_assign);
   visit(FieldInfo{"seconds_resolve", kAll, true}, s.seconds_resolve);
   visit(FieldInfo{"seconds_update", kAll, true}, s.seconds_update);
+  visit(FieldInfo{"scored_fraction", kReport | kWire, true}, s.scored_fraction);
 }
 
 // Text names of the enum members of the table, and their inverse (nullopt: unknown).

@@ -17,6 +17,8 @@ struct IterationStats {
   double seconds_assign = 0;   // the iteration's first assignment pass
   double seconds_resolve = 0;  // empty-cluster resolution, its reassignments included
   double seconds_update = 0;   // accumulation, means and objective
+  // Centroids scored in this iteration's passes over n * K per pass (1: brute force).
+  double scored_fraction = 0;
 };
 
 struct LayerStats {
@@ -33,6 +35,20 @@ struct LayerStats {
   int64_t clustered_points = 0;  // points k-means ran on (after DWC for pg)
   std::vector<IterationStats> per_iteration;
   double seconds_total = 0;  // wall time of the layer's k-means
+  // Where the time went, per phase (seconds): reading and converting the tensor,
+  // deduplication, dense weights consolidation (pg), pre-assignment or ipq's
+  // initialisation, every iteration's first assignment pass, the updates (with the
+  // objective and the final mapping of codes), and writing the archive (rank 0). Empty-
+  // cluster resolution is seconds_resolve.
+  double seconds_load = 0;
+  double seconds_dedup = 0;
+  double seconds_consolidation = 0;
+  double seconds_preassign = 0;
+  double seconds_assign = 0;
+  double seconds_update = 0;
+  double seconds_write = 0;
+  // Centroids scored over all passes / what brute force scores (n * K per pass).
+  double scored_fraction = 0;
 };
 
 }  // namespace pgkm

@@ -1,5 +1,7 @@
 #include "engine/quantize_layer.h"
 
+#include <chrono>
+
 #include "core/errors.h"
 
 namespace pgkm {
@@ -10,9 +12,13 @@ LayerRecord quantize_layer(const EngineContext& context, const WeightView& weigh
   const int64_t k = settings.kmeans.n_centroids;
   PGKM_EXPECTS(k <= layout.n_vectors(), weight.name, k, " centroids requested but block size ",
                settings.block_size, " gives only ", layout.n_vectors(), " subvectors");
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<float> vectors = extract_subvectors(weight, layout);
+  const double seconds_load =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   KMeansResult result =
-      run_kmeans(context, settings.kmeans, weight.name, extract_subvectors(weight, layout),
-                 settings.block_size, on_iteration);
+      run_kmeans(context, settings.kmeans, weight.name, vectors, settings.block_size, on_iteration);
+  result.seconds_load = seconds_load;
   LayerRecord record;
   record.name = weight.name;
   record.shape = weight.shape;

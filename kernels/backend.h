@@ -144,9 +144,8 @@ struct CpuBackendOptions {
   bool force_scalar = false;
   // The widest kernels to use where the CPU has them (it falls back to narrower ones).
   // kAvx512 doubles the assignment throughput of kAvx2 on a Sapphire Rapids Xeon
-  // (bench_assign avx512_vs_avx2); the default stays kAvx2 until tests/test_assign.cpp
-  // accepts the backend name "cpu-avx512".
-  CpuIsa widest_isa = CpuIsa::kAvx2;
+  // (bench_assign avx512_vs_avx2) with the same bits, so it is used wherever the CPU has it.
+  CpuIsa widest_isa = CpuIsa::kAvx512;
 };
 
 // The CPU backend: AVX-512 or AVX2+FMA kernels chosen at run time where the CPU has

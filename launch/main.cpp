@@ -40,6 +40,11 @@ void add_quantize(CLI::App& app, pgkm::QuantizeParams& p, pgkm::World& world) {
   q->add_option("--report", p.report, "Write a JSON report here");
   q->add_option("--device", p.device, "cpu, cuda, or auto (CUDA when a GPU is visible)")
       ->transform(choices({Device::kCpu, Device::kCuda, Device::kAuto}, pgkm::device_name));
+  q->add_option("--search", p.search,
+                "Nearest-centroid search: pruned (exact, skips centroids that cannot win) or "
+                "brute (scores every centroid); the same archive either way")
+      ->transform(
+          choices({pgkm::SearchMode::kPruned, pgkm::SearchMode::kBrute}, pgkm::search_mode_name));
   q->add_flag("--dry-run", p.dry_run, "Print the size plan without clustering");
   q->add_flag("--resume", p.resume, "Reuse finished layers of an interrupted run");
   q->add_flag("--strict", p.strict, "Treat config warnings as errors");

@@ -1,5 +1,6 @@
 #include "pipeline/layer_sink.h"
 
+#include <chrono>
 #include <utility>
 
 #include "core/errors.h"
@@ -18,8 +19,13 @@ void LayerSink::accept(LayerRecord layer, bool resumed) {
   PGKM_ASSERT(it != index_.end(), "layer ", layer.name, " is not in the plan");
   io::ReportLayer& row = rows_[it->second];
   PGKM_ASSERT(!row.clustered, "layer ", layer.name, " arrived twice");
+  const auto start = std::chrono::steady_clock::now();
   writer_.write_layer(layer);
   if (!resumed) checkpoints_.save(layer);
+  if (!resumed) {
+    layer.stats.seconds_write =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
   // The report keeps the record's fields, not its data.
   layer.centroids = {};
   layer.codes = {};

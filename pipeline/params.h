@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "engine/context.h"
 #include "engine/layer_record.h"
 
 namespace pgkm {
@@ -29,6 +30,8 @@ struct QuantizeParams {
   LayerSettings defaults;
   int threads = 0;  // worker threads per rank; 0: the cores of the node shared by its ranks
   Device device = Device::kAuto;
+  // How assignment finds the nearest centroids; both give the same archive, bit for bit.
+  SearchMode search = SearchMode::kPruned;
   bool dry_run = false;  // print the size plan without reading tensor data
   bool resume = false;   // reuse finished layers of an interrupted run
   bool strict = false;   // config warnings are errors

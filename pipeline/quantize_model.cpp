@@ -83,8 +83,9 @@ class LayerProducer {
   // Clusters the layer over `group` (every rank of the group calls this).
   LayerRecord compute(const PlannedLayer& l, const std::string& digest, Communicator& group) {
     observer_.on_layer_start(l);
-    LayerRecord r = quantize_layer({backend_, group}, weight_view(model_, *l.info), l.settings,
-                                   [&](const IterationStats& s) { observer_.on_iteration(l, s); });
+    LayerRecord r =
+        quantize_layer({backend_, group, params_.search}, weight_view(model_, *l.info), l.settings,
+                       [&](const IterationStats& s) { observer_.on_iteration(l, s); });
     r.module_type = l.plan.type;
     r.source_digest = digest;
     return r;

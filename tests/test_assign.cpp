@@ -108,11 +108,14 @@ double expanded_form_slack(const float* x, const std::vector<float>& centroids, 
   return 4.0 * roundings * std::ldexp(1.0, -24) * (max_c2 + x2);
 }
 
+// Every kernel path this CPU has: scalar, AVX2 and AVX-512 where present.
 std::vector<std::unique_ptr<Backend>> backends_for(int threads) {
   std::vector<std::unique_ptr<Backend>> out;
-  out.push_back(make_cpu_backend({threads, /*force_scalar=*/true}));
-  auto simd = make_cpu_backend({threads, /*force_scalar=*/false});
-  if (simd->name() == "cpu-avx2") out.push_back(std::move(simd));
+  out.push_back(make_cpu_backend({.threads = threads, .force_scalar = true}));
+  auto avx2 = make_cpu_backend({.threads = threads, .widest_isa = CpuIsa::kAvx2});
+  if (avx2->name() == "cpu-avx2") out.push_back(std::move(avx2));
+  auto avx512 = make_cpu_backend({.threads = threads, .widest_isa = CpuIsa::kAvx512});
+  if (avx512->name() == "cpu-avx512") out.push_back(std::move(avx512));
   return out;
 }
 
@@ -145,7 +148,7 @@ TEST_P(AssignRandom, MatchesReferencesOnEveryBackendAndThreadCount) {
   bool saw_avx2 = false;
   for (int threads : kThreadCounts) {
     for (const auto& backend : backends_for(threads)) {
-      saw_avx2 |= backend->name() == "cpu-avx2";
+      saw_avx2 |= backend->name() != "cpu-scalar";
       const Result got = run_assign(*backend, points, dim, centroids);
       expect_identical(got, expected, backend->name() + " threads=" + std::to_string(threads));
     }
@@ -220,7 +223,9 @@ TEST(AssignTies, ExactPointsHaveZeroDistance) {
 TEST(AssignBackend, NamesFollowDispatch) {
   EXPECT_EQ(make_cpu_backend({0, true})->name(), "cpu-scalar");
   const std::string name = make_cpu_backend({})->name();
-  EXPECT_TRUE(name == "cpu-avx2" || name == "cpu-scalar") << name;
+  EXPECT_TRUE(name == "cpu-avx512" || name == "cpu-avx2" || name == "cpu-scalar") << name;
+  const std::string capped = make_cpu_backend({.widest_isa = CpuIsa::kAvx2})->name();
+  EXPECT_TRUE(capped == "cpu-avx2" || capped == "cpu-scalar") << capped;
 }
 
 TEST(AssignBackend, RejectsBadArguments) {
