@@ -37,6 +37,7 @@ import make_models as mm  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(HERE))
 from archive_h5py_check import read_codes  # noqa: E402
+from compare_outputs import strip_times  # noqa: E402
 
 SOURCE_DIR = os.path.abspath(
     os.environ.get("PGKM_SOURCE_DIR", os.path.dirname(os.path.dirname(HERE))))
@@ -44,6 +45,7 @@ SOURCE_DIR = os.path.abspath(
 PGKM = os.path.abspath(
     os.environ.get("PGKM_BIN", os.path.join(SOURCE_DIR, "build", "launch", "pgkm")))
 SCHEMA_CHECK = os.path.join(SOURCE_DIR, "tests", "archive_h5py_check.py")
+COMPARE_OUTPUTS = os.path.join(HERE, "compare_outputs.py")
 MIB = 1024.0 * 1024.0
 
 
@@ -55,6 +57,15 @@ def run_pgkm(*args, cwd=None, timeout=300):
 def size_tracker_bytes(numel, b, k):
     """fairseq SizeTracker: log2(K)/b bits per weight of codes + K*b fp16 centroids."""
     return math.log2(k) / b * numel / 8 + 2 * k * b
+
+
+def drop_keys(value, keys):
+    """JSON value with every key in `keys` removed, at any depth."""
+    if isinstance(value, dict):
+        return {k: drop_keys(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [drop_keys(v, keys) for v in value]
+    return value
 
 
 def temporaries(path):
@@ -392,6 +403,31 @@ class TestDeterminism(CliTest):
                 self.quantize(self.model, self.config, b, "--algo", algo, "--threads", 2,
                               iters=5)
                 self.assert_same_layers(a, b)
+
+    def test_search_brute_vs_pruned(self):
+        # The pruned search is exact: whole archives (every dataset and attribute but
+        # times) and reports (but times and the fraction of centroids scored) must match.
+        for algo in ("pg", "pg-base", "ipq"):
+            with self.subTest(algo=algo):
+                out = {}
+                for search in ("brute", "pruned"):
+                    out[search] = (self.path(f"{algo}-{search}.h5"),
+                                   self.path(f"{algo}-{search}.json"))
+                    self.quantize(self.model, self.config, out[search][0], "--algo", algo,
+                                  "--search", search, "--report", out[search][1], iters=6)
+                r = subprocess.run([sys.executable, COMPARE_OUTPUTS, "--archives",
+                                    out["brute"][0], out["pruned"][0]],
+                                   capture_output=True, text=True, timeout=120)
+                self.assertEqual(r.returncode, 0, f"archives differ:\n{r.stdout}\n{r.stderr}")
+                reports = []
+                for search in ("brute", "pruned"):
+                    with open(out[search][1]) as f:
+                        reports.append(drop_keys(json.load(f), ("scored_fraction",)))
+                self.assertEqual(strip_times(reports[0]), strip_times(reports[1]))
+                with open(out["pruned"][1]) as f:
+                    layers = json.load(f)["layers"]
+                self.assertTrue(any(layer["scored_fraction"] < 1.0 for layer in layers),
+                                "the pruned search scored every centroid of every layer")
 
     def test_seed_changes_result(self):
         a, b = self.path("s0.h5"), self.path("s1.h5")
