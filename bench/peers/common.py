@@ -85,12 +85,13 @@ def sse(points: np.ndarray, centroids: np.ndarray, chunk: int = 65536) -> float:
 
 def run_bench(bench: Path, data: Path, n: int, b: int, k: int, algo: str, iters: int,
               threads: int, seed: int, repeats: int, timeout: float = 1800,
-              centroids_out: Path | None = None) -> dict:
+              centroids_out: Path | None = None, extra: list[str] | None = None) -> dict:
     cmd = [str(bench), "--data", str(data), "--n", str(n), "--dim", str(b), "--k", str(k),
            "--algo", algo, "--iters", str(iters), "--threads", str(threads), "--seed",
            str(seed), "--repeats", str(repeats)]
     if centroids_out is not None:
         cmd += ["--centroids-out", str(centroids_out)]
+    cmd += extra or []
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
