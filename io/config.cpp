@@ -197,9 +197,15 @@ ConfigPattern read_pattern(const YAML::Node& node, const std::string& file, cons
   } catch (const std::regex_error& e) {
     fail_at(file, node, str_cat(what, " '", text, "' is not a valid regex: ", e.what()));
   } catch (const PatternLimitError& e) {
+    // Shown cut short and with bytes outside printable ASCII as \xNN: the message must
+    // itself be one short line of valid text.
+    std::string shown;
+    for (char c : text.substr(0, 80)) {
+      const auto u = static_cast<unsigned char>(c);
+      shown += u >= 0x20 && u < 0x7f ? std::string(1, c) : "\\x" + hex_byte(c);
+    }
     fail_at(file, node,
-            str_cat(what, " '", text.substr(0, 80), text.size() > 80 ? "...'" : "'",
-                    " is refused: ", e.what()));
+            str_cat(what, " '", shown, text.size() > 80 ? "...'" : "'", " is refused: ", e.what()));
   }
 }
 
