@@ -5,11 +5,13 @@
 // symbolic link, so nothing that already sits at a predictable name (another run's
 // file, a planted symlink) is ever opened or overwritten. commit() makes the content
 // durable (fsync), renames it over the final path and fsyncs the directory, so the new
-// name survives a crash. Every writer in pgkm (archive, checkpoints, report,
+// name survives a crash. The temporary name is registered with core/signal_cleanup.h,
+// so Ctrl-C or SIGTERM removes it too. Every writer in pgkm (archive, checkpoints, report,
 // safetensors) goes through this class.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -21,6 +23,13 @@ class AtomicFile {
   // Creates the temporary file (mode 0666 less the umask). Throws SystemError naming
   // the final path when the directory does not allow it.
   explicit AtomicFile(std::string final_path);
+  // For a library that creates its file by name (HDF5's H5Fcreate): `create(temp_path)`
+  // must create the file exclusively (O_CREAT | O_EXCL: it fails when anything, even a
+  // dangling symbolic link, sits at the name) and return false when the name is taken;
+  // it throws for any other failure. The content is then written by the library, which
+  // closes the file before commit(); write() is not available.
+  using Creator = std::function<bool(const std::string& temp_path)>;
+  AtomicFile(std::string final_path, const Creator& create);
   // Removes the temporary file unless commit() succeeded; never throws.
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
@@ -46,6 +55,8 @@ class AtomicFile {
   std::string final_path_;
   std::string temp_path_;
   int fd_ = -1;
+  int cleanup_slot_ = -1;  // core/signal_cleanup.h: removed if a signal ends the process
+  bool library_writes_ = false;
   bool committed_ = false;
 };
 

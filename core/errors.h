@@ -30,6 +30,14 @@ class InputError : public Error {
   std::string context_;
 };
 
+// Bad usage of the command line that only shows once the files are looked at (an output
+// that is one of the inputs): like InputError, but the CLI exits with 2, as for any usage
+// error.
+class UsageError : public InputError {
+ public:
+  using InputError::InputError;
+};
+
 // A failed call into the OS or a library (allocation, file system, MPI, HDF5).
 class SystemError : public Error {
  public:
@@ -43,6 +51,9 @@ std::string str_cat(const Args&... args) {
   (out << ... << args);
   return out.str();
 }
+
+// strerror(err) starting in lower case, for "PATH: no space left on device".
+std::string errno_text(int err);
 
 [[noreturn]] void assert_fail(const char* expr, const char* file, int line, const std::string& msg);
 

@@ -14,6 +14,10 @@ inline constexpr int kMaxBlockSize = 32;
 inline constexpr int64_t kMinCentroids = 2;
 inline constexpr int64_t kMaxCentroids = 65536;
 
+// Worker threads per rank (--threads): far above any machine's cores, far below what
+// exhausts the OS (100,000 threads crashed pgkm; 20,000 ran for minutes).
+inline constexpr int kMaxThreads = 1024;
+
 // k-means iterations a config may ask for.
 inline constexpr int kMaxIterations = 10000;
 

@@ -168,6 +168,17 @@ void check_weight_values(const WeightView& w) {
   if (first_bad < numel) throw_non_finite(w, first_bad);
 }
 
+float max_abs_value(const WeightView& w) {
+  const size_t numel = checked_numel(w);
+  return with_dtype(w.dtype, [&](auto t) {
+    float m = 0;
+#pragma omp parallel for reduction(max : m) if (numel >= static_cast <size_t>(kParallelElements))
+    for (size_t i = 0; i < numel; ++i)
+      m = std::max(m, std::fabs(load<t()>(w.bytes.data(), i)));
+    return m;
+  });
+}
+
 std::vector<float> extract_subvectors(const WeightView& w, const BlockLayout& layout) {
   checked_numel(w);
   std::vector<float> vectors(static_cast<size_t>(layout.rows * layout.row_length));

@@ -57,6 +57,11 @@ BlockLayout make_block_layout(const std::string& name, std::span<const int64_t> 
 // dtype.
 void check_weight_values(const WeightView& w);
 
+// The largest |value| of `w` (0 for an empty tensor). Precondition: check_weight_values(w)
+// passed. Used to decide whether a layer's centroids fit float16: a centroid is a mean
+// of subvectors, so no coordinate exceeds this.
+float max_abs_value(const WeightView& w);
+
 // The subvectors of `w` in fairseq order as float: [n_vectors, b] row-major: a pure
 // conversion. Precondition: check_weight_values(w) passed and `layout` is w's layout.
 std::vector<float> extract_subvectors(const WeightView& w, const BlockLayout& layout);

@@ -1,11 +1,17 @@
 #include "io/archive.h"
 
+#include <unistd.h>
+
+#include <cctype>
 #include <filesystem>
 #include <iostream>
+#include <span>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
 #include "core/atomic_file.h"
+#include "core/digest.h"
 #include "core/errors.h"
 #include "io/archive_schema.h"
 #include "io/archive_source.h"
@@ -16,11 +22,35 @@ namespace {
 
 // Root attribute `format` of a checkpoint part file (a one-layer archive).
 constexpr const char* kPartFormat = "pgkm-layer-part";
+// Bytes of the tensor name kept readable in a part's file name.
+constexpr size_t kReadablePartChars = 64;
 
-// Writes a part file at `tmp_path`: root format attributes and /layers/<layer>.
-void write_part_file(const std::string& tmp_path, const LayerRecord& layer) {
+bool all_of(std::string_view s, std::string_view allowed) {
+  return s.find_first_not_of(allowed) == std::string_view::npos;
+}
+
+// Whether `name` is a part file name (LayerCheckpoints::part_file_name) or the temporary
+// name of one (core/atomic_file.h: "<final>.tmp-" + 8 hex digits).
+bool is_part_file_name(std::string_view name) {
+  constexpr std::string_view kHex = "0123456789abcdef";
+  if (const size_t tmp = name.rfind(".tmp-"); tmp != std::string_view::npos) {
+    const std::string_view suffix = name.substr(tmp + 5);
+    if (suffix.size() != 8 || !all_of(suffix, kHex)) return false;
+    name = name.substr(0, tmp);
+  }
+  if (!name.ends_with(".h5") || name.size() < 20) return false;
+  name.remove_suffix(3);
+  const std::string_view hex = name.substr(name.size() - 16);
+  const std::string_view readable = name.substr(0, name.size() - 17);
+  return name[name.size() - 17] == '-' && all_of(hex, kHex) &&
+         readable.size() <= kReadablePartChars &&
+         all_of(readable, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+}
+
+// Writes a part file `file` (open, at `tmp_path`): root format attributes and
+// /layers/<layer>, then closes it.
+void write_part_file(const std::string& tmp_path, H5File file, const LayerRecord& layer) {
   const H5Site site(tmp_path, false);
-  H5File file = create_file(site);
   write_attr_string(site, file.get(), "format", kPartFormat);
   write_attr_int(site, file.get(), "format_version", kArchiveFormatVersion);
   H5Group layers = create_group(site, file.get(), "layers");
@@ -52,10 +82,10 @@ LayerRecord read_part_file(const std::string& path, const std::string& tensor) {
 }  // namespace
 
 ArchiveWriter::ArchiveWriter(const std::string& final_path, const ArchiveHeader& header)
-    : final_path_(final_path), out_(std::make_unique<AtomicFile>(final_path)), header_(header) {
+    : final_path_(final_path), header_(header) {
+  out_ = create_atomic_hdf5(final_path, file_);
   const H5Site site(out_->temp_path(), false);
   try {
-    file_ = create_file(site);
     layers_ = create_group(site, file_.get(), "layers");
     tensors_ = create_group(site, file_.get(), "tensors");
   } catch (...) {
@@ -128,19 +158,59 @@ void ArchiveWriter::finalize() {
 LayerCheckpoints::LayerCheckpoints(std::string final_path)
     : dir_(std::move(final_path) + ".parts") {}
 
+std::string LayerCheckpoints::part_file_name(const std::string& tensor) {
+  std::string readable = tensor.substr(0, kReadablePartChars);
+  for (char& c : readable) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '_';
+  }
+  const auto bytes = std::as_bytes(std::span(tensor.data(), tensor.size()));
+  return str_cat(readable, "-", digest_hex(digest64(bytes)), ".h5");
+}
+
 std::string LayerCheckpoints::part_path(const std::string& tensor) const {
-  return dir_ + "/" + escape_name(tensor) + ".h5";
+  return dir_ + "/" + part_file_name(tensor);
+}
+
+std::vector<std::string> LayerCheckpoints::own_entries(bool strict) const {
+  namespace fs = std::filesystem;
+  std::vector<std::string> own;
+  std::error_code ec;
+  const fs::file_status dir_status = fs::symlink_status(dir_, ec);
+  if (!fs::exists(dir_status)) return own;
+  if (!fs::is_directory(dir_status)) {
+    if (!strict) return own;
+    throw InputError(dir_,
+                     "is not a directory of pgkm checkpoints (it is a file or a link); "
+                     "pgkm does not remove it: move it away or choose another --out");
+  }
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    std::error_code type_ec;
+    const bool regular = entry.is_regular_file(type_ec) && !entry.is_symlink(type_ec);
+    if (regular && is_part_file_name(name)) {
+      own.push_back(entry.path().string());
+    } else if (strict) {
+      throw InputError(entry.path().string(),
+                       "is not a checkpoint of pgkm; pgkm removes only its own files from " + dir_ +
+                           ": move it away or choose another --out");
+    }
+  }
+  if (ec) throw SystemError(str_cat("list directory ", dir_, ": ", ec.message()));
+  return own;
 }
 
 void LayerCheckpoints::save(const LayerRecord& layer) {
   validate_layer(H5Site(dir_, false), layer);
   std::error_code ec;
   const bool created = std::filesystem::create_directories(dir_, ec);
-  if (ec) throw SystemError(str_cat("create directory ", dir_, ": ", ec.message()));
+  if (ec) {
+    throw SystemError(str_cat(dir_, ": ", errno_text(ec.value()), " (creating the directory)"));
+  }
   if (created) fsync_directory(parent_directory(dir_));
-  AtomicFile part(part_path(layer.name));
-  write_part_file(part.temp_path(), layer);
-  part.commit();
+  H5File file;
+  const std::unique_ptr<AtomicFile> part = create_atomic_hdf5(part_path(layer.name), file);
+  write_part_file(part->temp_path(), std::move(file), layer);
+  part->commit();
 }
 
 std::optional<LayerRecord> LayerCheckpoints::load_matching(
@@ -163,9 +233,24 @@ std::optional<LayerRecord> LayerCheckpoints::load_matching(
 }
 
 void LayerCheckpoints::remove_all() {
-  std::error_code ec;
-  std::filesystem::remove_all(dir_, ec);
-  if (ec) throw SystemError(str_cat("remove ", dir_, ": ", ec.message()));
+  // Every entry is checked before the first is removed: a refusal changes nothing.
+  for (const std::string& path : own_entries(true)) {
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+    if (ec) throw SystemError(str_cat("remove ", path, ": ", ec.message()));
+  }
+}
+
+void LayerCheckpoints::remove_finished() noexcept {
+  try {
+    for (const std::string& path : own_entries(false)) {
+      std::error_code ec;
+      std::filesystem::remove(path, ec);
+    }
+    ::rmdir(dir_.c_str());  // fails, harmlessly, when foreign files remain
+  } catch (...) {
+    // The archive is complete; leftover checkpoints are only clutter.
+  }
 }
 
 ArchiveReader::ArchiveReader(std::string path, H5File file)
@@ -211,19 +296,19 @@ KeptTensor ArchiveReader::read_kept(const std::string& name) const {
   H5Group tensors = open_group(site, file_.get(), "tensors");
   const std::string link = escape_name(name);
   if (!link_exists(site, tensors.get(), link)) site.fail(str_cat("no tensor named '", name, "'"));
-  return read_kept_dataset(site, tensors.get(), link);
+  return read_kept_dataset(site, tensors.get(), link, format_version_);
 }
 
 std::optional<SourceLayout> ArchiveReader::read_source_layout() const {
   const H5Site site(path_, true);
-  std::optional<ModelSource> source = read_source_group(site, file_.get());
+  std::optional<ModelSource> source = read_source_group(site, file_.get(), format_version_);
   if (!source) return std::nullopt;
   return std::move(source->layout);
 }
 
 std::vector<SourceFile> ArchiveReader::read_source_files() const {
   const H5Site site(path_, true);
-  std::optional<ModelSource> source = read_source_group(site, file_.get());
+  std::optional<ModelSource> source = read_source_group(site, file_.get(), format_version_);
   return source ? std::move(source->files) : std::vector<SourceFile>{};
 }
 

@@ -28,8 +28,9 @@
 namespace pgkm::io {
 
 // The schema version this tool writes and the newest it reads (1: codes as one unsigned
-// integer each; 2: codes packed at ceil(log2 K) bits, and the /source group).
-inline constexpr int64_t kArchiveFormatVersion = 2;
+// integer each; 2: codes packed at ceil(log2 K) bits, and the /source group; 3: a
+// `checksum` attribute on every layer, kept tensor and source dataset, io/archive_checksum.h).
+inline constexpr int64_t kArchiveFormatVersion = 3;
 
 // Root attributes: what produced the archive.
 struct ArchiveHeader {
@@ -116,11 +117,26 @@ class LayerCheckpoints {
   std::optional<LayerRecord> load_matching(const std::string& tensor,
                                            const std::string& source_digest,
                                            const std::string& settings_digest) const;
-  // Deletes the sidecar directory (after a successful finalize).
+  // Before a run that does not resume: removes every part file and temporary file pgkm
+  // made in the sidecar directory, and nothing else. Throws InputError naming the first
+  // entry that is not pgkm's (a file of the user's, a subdirectory, a link) before
+  // removing anything, and when the sidecar path is not a directory.
   void remove_all();
+  // After a successful finalize: removes pgkm's files as remove_all does, then the
+  // directory when it is empty; never refuses (foreign files stay where they are).
+  void remove_finished() noexcept;
+
+  // The file name of `tensor`'s part: the name with every byte outside [A-Za-z0-9._-]
+  // made '_' and cut to 64 bytes (readable in a listing), '-', 16 hex digits of digest64
+  // of the whole name (every byte, NUL bytes included) and ".h5": unique per name and at
+  // most 84 bytes, within every file system's 255.
+  static std::string part_file_name(const std::string& tensor);
+  std::string part_path(const std::string& tensor) const;
 
  private:
-  std::string part_path(const std::string& tensor) const;
+  // The entries of the sidecar directory that pgkm made; throws for a foreign one when
+  // `strict`, else leaves it out.
+  std::vector<std::string> own_entries(bool strict) const;
 
   std::string dir_;
 };

@@ -13,6 +13,7 @@
 #include "core/text.h"
 #include "engine/dtype.h"
 #include "engine/size_plan.h"
+#include "io/archive_checksum.h"
 #include "io/code_pack.h"
 #include "io/record_json.h"
 #include "io/safetensors.h"
@@ -376,6 +377,7 @@ void write_layer_group(const H5Site& site, hid_t layers, const LayerRecord& laye
                   layer.centroids.data());
   }
   write_packed_codes(site, g, layer);
+  write_checksum(site, g, layer_checksum(layer));
   // Last: a layer counts only once this mark follows all of its data.
   write_attr_int(site, g, "complete", 1);
 }
@@ -400,6 +402,7 @@ LayerRecord read_layer_group(const H5Site& site, hid_t layers, const std::string
   read_layer_attrs(site, g, where, layer);
   read_layer_datasets(site, g, where, format_version, layer);
   validate_layer(site, layer);
+  verify_checksum(site, g, where, layer_checksum(layer), format_version);
   return layer;
 }
 
@@ -425,9 +428,11 @@ void write_kept_dataset(const H5Site& site, hid_t tensors, const KeptTensor& ten
   write_attr_string(site, dataset.get(), "name", tensor.name);
   write_attr_string(site, dataset.get(), "dtype", tensor.dtype);
   write_attr_ints(site, dataset.get(), "shape", tensor.shape);
+  write_checksum(site, dataset.get(), kept_checksum(tensor));
 }
 
-KeptTensor read_kept_dataset(const H5Site& site, hid_t tensors, const std::string& link) {
+KeptTensor read_kept_dataset(const H5Site& site, hid_t tensors, const std::string& link,
+                             int64_t format_version) {
   const std::string what = str_cat("tensor '", link, "'");
   DatasetInfo info = open_dataset(site, tensors, link, what);
   const hid_t d = info.dataset.get();
@@ -460,6 +465,7 @@ KeptTensor read_kept_dataset(const H5Site& site, hid_t tensors, const std::strin
   t.bytes.resize(expected);
   // Reading in the stored type converts nothing: the bytes come back exactly.
   read_dataset(site, info, info.type.get(), t.bytes.data(), where);
+  verify_checksum(site, d, where, kept_checksum(t), format_version);
   return t;
 }
 

@@ -46,7 +46,8 @@ void validate_kept(const H5Site& site, const KeptTensor& tensor);
 // unchanged. The tensor must have passed validate_kept.
 void write_kept_dataset(const H5Site& site, hid_t tensors, const KeptTensor& tensor);
 // Reads dataset <tensors>/<link>, checking dtype, shape and size.
-KeptTensor read_kept_dataset(const H5Site& site, hid_t tensors, const std::string& link);
+KeptTensor read_kept_dataset(const H5Site& site, hid_t tensors, const std::string& link,
+                             int64_t format_version);
 
 // The `name` attribute of every child of a group, in stored order.
 std::vector<std::string> real_names(const H5Site& site, hid_t group, const std::string& what);

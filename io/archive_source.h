@@ -29,6 +29,7 @@ struct ModelSource {
 void write_source_group(const H5Site& site, hid_t root, const ModelSource& source);
 // Reads /source, checking the layout and every path (io/model_source.h); nullopt when the
 // archive has no /source group (schema v1).
-std::optional<ModelSource> read_source_group(const H5Site& site, hid_t root);
+std::optional<ModelSource> read_source_group(const H5Site& site, hid_t root,
+                                             int64_t format_version);
 
 }  // namespace pgkm::io

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <numeric>
 #include <sstream>
 
 #include "core/errors.h"
+#include "core/file_checks.h"
 #include "core/text.h"
 #include "io/config_detail.h"
 
@@ -96,6 +98,70 @@ Algorithm algorithm_value(const YAML::Node& node, const std::string& file, const
 
 namespace {
 
+// Before std::regex sees a pattern: the library compiles and matches recursively, so a
+// deeply nested pattern overflows the stack (20,000 '(' crashed pgkm), and a huge one
+// takes memory and time for nothing. Tensor names are short; these bounds are far above
+// any real pattern.
+constexpr size_t kMaxPatternBytes = 4096;
+constexpr int kMaxPatternNesting = 32;
+
+// Invalid UTF-8 in a pattern: a tensor name (JSON text) is valid UTF-8, so such a pattern
+// can only be a mistake (a file saved in another encoding).
+size_t first_invalid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t extra = 0;
+    if (c >= 0xc2 && c <= 0xdf) {
+      extra = 1;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      extra = 2;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      extra = 3;
+    } else if (c >= 0x80) {
+      return i;  // a continuation byte out of place, or a lead byte UTF-8 never uses
+    }
+    if (s.size() - i <= extra) return i;  // cut short
+    for (size_t k = 1; k <= extra; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return i;
+    }
+    i += extra + 1;
+  }
+  return std::string_view::npos;
+}
+
+std::string hex_byte(char c) {
+  char buf[4];
+  std::snprintf(buf, sizeof buf, "%02x", static_cast<unsigned char>(c));
+  return buf;
+}
+
+void check_pattern_limits(const std::string& text) {
+  if (text.size() > kMaxPatternBytes) {
+    throw PatternLimitError(str_cat("it is ", text.size(), " bytes long, more than the ",
+                                    kMaxPatternBytes, " pgkm accepts"));
+  }
+  if (const size_t bad = first_invalid_utf8(text); bad != std::string_view::npos) {
+    throw PatternLimitError(str_cat("it is not valid UTF-8 (byte ", bad, " is 0x",
+                                    hex_byte(text[bad]),
+                                    "); tensor names are UTF-8, so it could never match"));
+  }
+  int depth = 0, deepest = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '\\') {
+      ++i;  // an escaped character opens nothing
+    } else if (text[i] == '(' || text[i] == '[') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((text[i] == ')' || text[i] == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  if (deepest > kMaxPatternNesting) {
+    throw PatternLimitError(str_cat("it nests groups ", deepest, " deep, more than the ",
+                                    kMaxPatternNesting, " pgkm accepts"));
+  }
+}
+
 // libstdc++'s default regex executor backtracks and takes exponential time on patterns such
 // as "(.*)*x"; its polynomial one (a Thompson NFA) does not, and rejects backreferences.
 #if defined(__GLIBCXX__)
@@ -113,6 +179,7 @@ bool regex_hits(const std::regex& regex, MatchMode mode, const std::string& name
 }  // namespace
 
 ConfigPattern make_pattern(const std::string& text, int line, MatchMode mode) {
+  check_pattern_limits(text);
   ConfigPattern pattern{text, std::regex(text, kRegexFlags), line};
   // fairseq compiles "(module\.)?(" + pattern + ")" and calls re.match. The pattern is
   // compiled alone first so that e.g. "a)|(b" is rejected rather than changed by the wrap.
@@ -129,6 +196,16 @@ ConfigPattern read_pattern(const YAML::Node& node, const std::string& file, cons
     return make_pattern(text, node_line(node), mode);
   } catch (const std::regex_error& e) {
     fail_at(file, node, str_cat(what, " '", text, "' is not a valid regex: ", e.what()));
+  } catch (const PatternLimitError& e) {
+    // Shown cut short and with bytes outside printable ASCII as \xNN: the message must
+    // itself be one short line of valid text.
+    std::string shown;
+    for (char c : text.substr(0, 80)) {
+      const auto u = static_cast<unsigned char>(c);
+      shown += u >= 0x20 && u < 0x7f ? std::string(1, c) : "\\x" + hex_byte(c);
+    }
+    fail_at(file, node,
+            str_cat(what, " '", shown, text.size() > 80 ? "...'" : "'", " is refused: ", e.what()));
   }
 }
 
@@ -161,7 +238,7 @@ std::string no_match_message(const ConfigPattern& pattern, MatchMode mode, const
       return regex_hits(regex, mode, name);
     });
     message += str_cat(", which would match ", hits, " ", noun, hits == 1 ? "" : "s");
-  } catch (const std::regex_error&) {
+  } catch (const std::exception&) {  // std::regex_error or PatternLimitError
     message += " (which does not compile either)";
   }
   return message;
@@ -311,7 +388,13 @@ QuantConfig parse_config(std::string_view text, const std::string& name) {
   config.path = name;
   config.text = std::string(text);
   try {
-    const YAML::Node root = YAML::Load(config.text);
+    const std::vector<YAML::Node> documents = YAML::LoadAll(config.text);
+    if (documents.size() > 1) {
+      throw InputError(name, str_cat("holds ", documents.size(),
+                                     " YAML documents (separated by '---'); a config is one "
+                                     "document"));
+    }
+    const YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
     config.format = detect_format(root, name);
     if (config.format == QuantConfig::Format::kFairseq) {
       config.fairseq = detail::parse_fairseq(root, name);
@@ -326,12 +409,8 @@ QuantConfig parse_config(std::string_view text, const std::string& name) {
 }
 
 QuantConfig load_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path, str_cat("cannot open the config file: ", std::strerror(errno)));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw InputError(path, "cannot read the config file");
-  return parse_config(text.str(), path);
+  // Never blocks on a FIFO and never reads /dev/zero forever: regular files only.
+  return parse_config(read_regular_file(path, "config file", detail::kMaxConfigBytes), path);
 }
 
 Plan plan_layers(const QuantConfig& config, const std::vector<TensorDesc>& tensors, bool strict) {

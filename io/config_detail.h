@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -50,7 +51,19 @@ bool bool_value(const YAML::Node& node, const std::string& file, const std::stri
 // pg | pg-base | ipq; throws naming `key`, the value and the line.
 Algorithm algorithm_value(const YAML::Node& node, const std::string& file, const std::string& key);
 
-// `text` compiled for `mode`; throws std::regex_error when it does not compile.
+// A pattern refused before std::regex compiles it (too long, nested too deep, not UTF-8);
+// what() says why. read_pattern turns it into an InputError naming the file and line.
+class PatternLimitError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Largest config file pgkm reads.
+inline constexpr size_t kMaxConfigBytes = size_t{16} << 20;
+
+// `text` compiled for `mode`; throws PatternLimitError for a pattern beyond the limits
+// (checked first: std::regex recurses and a deep pattern overflows the stack), and
+// std::regex_error when it does not compile.
 ConfigPattern make_pattern(const std::string& text, int line, MatchMode mode);
 
 // A regex scalar compiled for `mode`; throws naming `what`, the pattern, the line and the

@@ -1,5 +1,7 @@
 #include "io/hdf5_util.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -13,17 +15,39 @@
 namespace pgkm::io {
 namespace {
 
-// The innermost description on HDF5's error stack (the most specific cause), then
-// clears the stack.
-std::string take_hdf5_message() {
+// HDF5 registers an atexit handler that closes every file still open. After a failed
+// H5Fclose (a full disk) the library keeps a half-closed file, and that handler then
+// crashes (SIGSEGV in H5F__close_cb). pgkm closes every file itself (RAII), so the handler
+// is switched off; H5dont_atexit must run before the library initialises, hence a static.
+[[maybe_unused]] const herr_t kNoAtexit = H5dont_atexit();
+
+bool g_print_stacks = false;  // --verbose: HDF5's whole error stack goes to stderr
+thread_local int g_last_errno = 0;
+
+// The cause of the failure on HDF5's error stack: the innermost description, and the
+// system error number that a file driver recorded in its text ("errno = 28"), 0 if none.
+// Prints the whole stack with --verbose, then clears it.
+struct Hdf5Failure {
   std::string message;
-  auto visit = [](unsigned n, const H5E_error2_t* err, void* data) -> herr_t {
-    if (n == 0 && err->desc != nullptr) *static_cast<std::string*>(data) = err->desc;
+  int err = 0;
+};
+
+Hdf5Failure take_hdf5_failure() {
+  Hdf5Failure failure;
+  auto visit = [](unsigned n, const H5E_error2_t* e, void* data) -> herr_t {
+    auto& f = *static_cast<Hdf5Failure*>(data);
+    if (e->desc == nullptr) return 0;
+    const std::string desc = e->desc;
+    if (n == 0) f.message = desc.substr(0, desc.find_first_of("\r\n"));
+    const size_t at = desc.find("errno = ");
+    if (f.err == 0 && at != std::string::npos) f.err = std::atoi(desc.c_str() + at + 8);
     return 0;
   };
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, visit, &message);
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, visit, &failure);
+  if (g_print_stacks) H5Eprint2(H5E_DEFAULT, stderr);
   H5Eclear2(H5E_DEFAULT);
-  return message;
+  g_last_errno = failure.err;
+  return failure;
 }
 
 std::string quoted(const std::string& s) {
@@ -131,8 +155,11 @@ void H5Site::fail(const std::string& message) const {
 
 hid_t H5Site::check_id(hid_t id, const char* call, const std::string& what) const {
   if (id < 0) {
-    const std::string detail = take_hdf5_message();
-    fail(str_cat(call, " failed for ", what, detail.empty() ? "" : ": ", detail));
+    const Hdf5Failure f = take_hdf5_failure();
+    // A system error (a full disk, an I/O error) is what the user must act on: it leads,
+    // the HDF5 call follows; HDF5's own text (buffer addresses and all) only with --verbose.
+    if (f.err != 0) fail(str_cat(errno_text(f.err), " (", call, " failed for ", what, ")"));
+    fail(str_cat(call, " failed for ", what, f.message.empty() ? "" : ": ", f.message));
   }
   return id;
 }
@@ -150,11 +177,12 @@ int64_t H5Site::check_size(int64_t value, const char* call, const std::string& w
   return check_id(value, call, what);
 }
 
-H5File create_file(const H5Site& site) {
+H5File create_file(const H5Site& site, bool exclusive) {
   H5PropList fapl(site.check_id(H5Pcreate(H5P_FILE_ACCESS), "H5Pcreate", "file access list"));
   site.check_ok(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI), "H5Pset_fclose_degree", "file");
   return H5File(
-      site.check_id(H5Fcreate(site.path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()),
+      site.check_id(H5Fcreate(site.path().c_str(), exclusive ? H5F_ACC_EXCL : H5F_ACC_TRUNC,
+                              H5P_DEFAULT, fapl.get()),
                     "H5Fcreate", "the file"));
 }
 
@@ -164,6 +192,25 @@ H5File open_file(const H5Site& site, bool writable) {
   const unsigned flags = writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY;
   return H5File(
       site.check_id(H5Fopen(site.path().c_str(), flags, fapl.get()), "H5Fopen", "the file"));
+}
+
+void print_hdf5_error_stacks(bool on) {
+  g_print_stacks = on;
+}
+
+std::unique_ptr<AtomicFile> create_atomic_hdf5(const std::string& final_path, H5File& file) {
+  return std::make_unique<AtomicFile>(final_path, [&](const std::string& temp_path) {
+    const H5Site site(temp_path, false);
+    try {
+      file = create_file(site, true);
+      return true;
+    } catch (const SystemError&) {
+      if (g_last_errno == EEXIST) return false;  // the name was taken meanwhile
+      // Created, then failed (a full disk): the file is ours and half made.
+      ::unlink(temp_path.c_str());
+      throw;
+    }
+  });
 }
 
 bool is_hdf5_file(const std::string& path) {

@@ -7,9 +7,11 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "core/atomic_file.h"
 #include "io/hdf5_handles.h"
 
 namespace pgkm::io {
@@ -40,10 +42,19 @@ class H5Site {
   bool reading_;
 };
 
-// Files. create_file truncates; files are closed with H5F_CLOSE_SEMI, so closing one
-// whose objects are still open fails instead of silently keeping it open.
-H5File create_file(const H5Site& site);
+// Files. create_file truncates, or with `exclusive` fails when anything (a file, even a
+// dangling symbolic link) is at the path (H5F_ACC_EXCL: O_CREAT | O_EXCL); files are closed with
+// H5F_CLOSE_SEMI, so closing one whose objects are still open fails instead of silently keeping it
+// open.
+H5File create_file(const H5Site& site, bool exclusive = false);
 H5File open_file(const H5Site& site, bool writable);
+// Creates an HDF5 file under a fresh temporary name next to `final_path`, exclusively, so
+// that nothing planted at a predictable name is followed or overwritten
+// (core/atomic_file.h). `file` receives the open file; close it before commit().
+std::unique_ptr<AtomicFile> create_atomic_hdf5(const std::string& final_path, H5File& file);
+// With `on`, a failed HDF5 call also prints the library's whole error stack to stderr
+// (pgkm --verbose); by default only its cause goes into the error message.
+void print_hdf5_error_stacks(bool on);
 // True when `path` exists and is an HDF5 file (H5Fis_hdf5); never throws for bad files.
 bool is_hdf5_file(const std::string& path);
 

@@ -10,6 +10,8 @@
 #include <utility>
 
 #include "core/errors.h"
+#include "core/file_checks.h"
+#include "core/signal_cleanup.h"
 
 namespace pgkm::io {
 namespace {
@@ -32,7 +34,9 @@ class FdGuard {
 }  // namespace
 
 MappedFile::MappedFile(std::string path) : path_(std::move(path)) {
-  FdGuard fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; the type check below
+  // refuses it. The flag does not affect reading a regular file.
+  FdGuard fd(::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (fd.get() < 0) {
     const int err = errno;
     // A missing or unreadable file is something the user can fix; anything else is not.
@@ -43,7 +47,10 @@ MappedFile::MappedFile(std::string path) : path_(std::move(path)) {
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0)
     throw SystemError(str_cat(path_, ": fstat failed: ", std::strerror(errno)));
-  if (!S_ISREG(st.st_mode)) throw InputError(path_, "not a regular file");
+  if (!S_ISREG(st.st_mode)) {
+    require_regular_file(path_, "the file");  // names what it is (a FIFO, a directory, ...)
+    throw InputError(path_, "not a regular file");
+  }
   size_ = static_cast<size_t>(st.st_size);
   if (size_ == 0) return;
   void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
@@ -54,6 +61,7 @@ MappedFile::MappedFile(std::string path) : path_(std::move(path)) {
         str_cat(path_, ": mmap of ", st.st_size, " bytes failed: ", std::strerror(err)));
   }
   data_ = p;
+  bus_slot_ = register_mapping(p, size_, path_);
 }
 
 MappedFile::~MappedFile() {
@@ -63,7 +71,8 @@ MappedFile::~MappedFile() {
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)),
       data_(std::exchange(other.data_, nullptr)),
-      size_(std::exchange(other.size_, 0)) {}
+      size_(std::exchange(other.size_, 0)),
+      bus_slot_(std::exchange(other.bus_slot_, -1)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
@@ -71,11 +80,13 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     path_ = std::move(other.path_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    bus_slot_ = std::exchange(other.bus_slot_, -1);
   }
   return *this;
 }
 
 void MappedFile::release() noexcept {
+  unregister_mapping(std::exchange(bus_slot_, -1));
   if (data_ != nullptr) ::munmap(data_, size_);
   data_ = nullptr;
   size_ = 0;

@@ -12,7 +12,10 @@ namespace pgkm::io {
 
 // RAII owner of a PROT_READ, MAP_PRIVATE mapping of the whole file at `path`.
 // Move-only; the mapping is released by the destructor. A zero-length file gives an
-// empty span and no mapping (mmap rejects length 0).
+// empty span and no mapping (mmap rejects length 0). The file is opened without blocking
+// (a FIFO is refused, never waited on), and the mapping is registered with
+// core/signal_cleanup.h: if another process truncates the file while pgkm reads it, the
+// SIGBUS becomes one error line naming the file and exit 1 instead of a crash.
 class MappedFile {
  public:
   // Maps `path`. Throws InputError (context: path) when the file is missing, not a
@@ -35,6 +38,7 @@ class MappedFile {
   std::string path_;
   void* data_ = nullptr;
   size_t size_ = 0;
+  int bus_slot_ = -1;  // core/signal_cleanup.h: a SIGBUS in the mapping is a clear error
 };
 
 }  // namespace pgkm::io

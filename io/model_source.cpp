@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "core/errors.h"
+#include "core/file_checks.h"
 
 namespace pgkm::io {
 namespace {
@@ -121,12 +122,12 @@ SourceFileList list_source_files(const std::string& model_path) {
 std::vector<SourceFile> read_source_files(const SourceFileList& list) {
   std::vector<SourceFile> out;
   for (const SourceFileEntry& e : list.files) {
-    std::ifstream in(e.location, std::ios::binary);
-    SourceFile f{e.path, std::vector<uint8_t>(e.size)};
-    in.read(reinterpret_cast<char*>(f.bytes.data()), static_cast<std::streamsize>(e.size));
+    // Never blocks: a file replaced by a FIFO since it was listed is refused.
+    const std::string text = read_regular_file(e.location, "source file", e.size);
     // A file that changed size since it was listed fails here rather than being cut.
-    PGKM_EXPECTS(in && static_cast<uint64_t>(in.gcount()) == e.size && in.peek() == EOF, e.location,
-                 "cannot read ", e.size, " bytes (the file is unreadable or changed)");
+    PGKM_EXPECTS(text.size() == e.size, e.location, "cannot read ", e.size,
+                 " bytes (the file is unreadable or changed)");
+    SourceFile f{e.path, std::vector<uint8_t>(text.begin(), text.end())};
     out.push_back(std::move(f));
   }
   return out;

@@ -15,6 +15,7 @@
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
+#include "core/file_checks.h"
 #include "core/text.h"
 
 namespace pgkm::io {
@@ -345,6 +346,7 @@ std::vector<SafetensorsFile> open_sharded(const fs::path& dir, std::string& meta
     if (shard_of_name.count(shard)) continue;
     const fs::path p = dir / shard;
     std::error_code ec;
+    if (fs::exists(p, ec)) require_regular_file(p.string(), str_cat("shard '", shard, "'"));
     PGKM_EXPECTS(fs::is_regular_file(p, ec), index, "shard '", shard,
                  "' named by weight_map (for '", tensor, "') does not exist in ", dir.string());
     shard_of_name.emplace(shard, 0);

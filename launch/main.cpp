@@ -33,7 +33,17 @@ void add_quantize(CLI::App& app, pgkm::QuantizeParams& p, pgkm::World& world) {
           choices({Algorithm::kPg, Algorithm::kPgBase, Algorithm::kIpq}, pgkm::algorithm_name));
   q->add_option("--iters", p.defaults.kmeans.iterations,
                 "Default k-means iterations (fairseq: 15)");
-  q->add_option("--seed", p.defaults.kmeans.seed, "Global seed (combined with each layer's name)");
+  // CLI11 reads "-1" and 2^64 as 2^64 - 1; a seed is a decimal number below 2^64.
+  q->add_option("--seed", p.defaults.kmeans.seed, "Global seed (combined with each layer's name)")
+      ->check(CLI::Validator(
+          [](std::string& text) {
+            const bool digits = !text.empty() && text.size() <= 20 &&
+                                text.find_first_not_of("0123456789") == std::string::npos;
+            if (digits && (text.size() < 20 || text <= "18446744073709551615"))
+              return std::string();
+            return "--seed " + text + " is not a whole number in 0..18446744073709551615";
+          },
+          "SEED"));
   q->add_option("--threads", p.threads, "Worker threads (0: all)");
   q->add_option("--centroid-dtype", p.defaults.centroid_dtype, "Stored centroid type: f16 or f32")
       ->transform(choices({CentroidDtype::kF16, CentroidDtype::kF32}, pgkm::centroid_dtype_name));
@@ -110,6 +120,9 @@ int main(int argc, char** argv) {
     // app.exit prints the message (or --help / --version); CLI11's own codes vary by
     // error kind, ours is one: 2 for any bad usage.
     return app.exit(e) == 0 ? 0 : 2;
+  } catch (const pgkm::UsageError& e) {
+    fail(*world, e.what());
+    return 2;  // like any bad usage
   } catch (const pgkm::Error& e) {
     return fail(*world, e.what());
   } catch (const std::bad_alloc&) {

@@ -9,6 +9,7 @@
 
 #include "core/enum_names.h"
 #include "core/errors.h"
+#include "core/file_checks.h"
 #include "engine/size_plan.h"
 #include "io/archive.h"
 #include "pipeline/model_output.h"
@@ -145,6 +146,7 @@ std::optional<ExportFormat> parse_export_format(std::string_view name) {
 ExportSummary export_model(const std::string& archive_path, ExportFormat format,
                            const std::string& out) {
   PGKM_ASSERT(format == ExportFormat::kAqlm);
+  check_output_clashes({{"--out", out}}, {{"the archive", archive_path}});
   const io::ArchiveReader archive = io::ArchiveReader::open(archive_path);
   std::vector<io::SourceFile> files = archive.read_source_files();
   auto config = std::find_if(files.begin(), files.end(),

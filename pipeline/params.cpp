@@ -4,6 +4,7 @@
 
 #include "core/enum_names.h"
 #include "core/errors.h"
+#include "core/limits.h"
 
 namespace pgkm {
 
@@ -24,7 +25,8 @@ void validate(const QuantizeParams& p) {
   PGKM_EXPECTS(!p.out.empty() || p.dry_run, "--out", "an output archive path is required");
   PGKM_EXPECTS(p.defaults.kmeans.iterations >= 0, "--iters", p.defaults.kmeans.iterations,
                " is negative");
-  PGKM_EXPECTS(p.threads >= 0, "--threads", p.threads, " is negative");
+  PGKM_EXPECTS(p.threads >= 0 && p.threads <= kMaxThreads, "--threads", p.threads,
+               " is outside 0..", kMaxThreads, " (0: every core)");
   PGKM_EXPECTS(std::isfinite(p.shard_threshold) && p.shard_threshold >= 0, "--shard-threshold",
                p.shard_threshold, " is not a number >= 0");
 }

@@ -1,8 +1,13 @@
 #include "pipeline/plan.h"
 
+#include <cmath>
+#include <cstdio>
+#include <map>
 #include <set>
 
 #include "core/errors.h"
+#include "engine/dtype.h"
+#include "engine/layout.h"
 #include "engine/size_plan.h"
 
 namespace pgkm {
@@ -103,6 +108,61 @@ ModelPlan plan_model(const QuantizeParams& params, const io::SafetensorsModel& m
   }
   out.totals = size_totals(model, out.rows, out.source_files);
   return out;
+}
+
+std::vector<std::string> fit_centroid_dtypes(ModelPlan& plan, const io::SafetensorsModel& model) {
+  std::vector<std::string> warnings;
+  for (size_t i = 0; i < plan.layers.size(); ++i) {
+    PlannedLayer& l = plan.layers[i];
+    if (l.settings.centroid_dtype != CentroidDtype::kF16) continue;
+    if (l.info->quantizable() == DType::F16) continue;  // its values are float16 already
+    const float max_abs = max_abs_value(weight_view(model, *l.info));
+    if (std::isfinite(f16_to_float(float_to_f16(max_abs)))) continue;
+    l.settings.centroid_dtype = CentroidDtype::kF32;
+    l.settings_digest = settings_digest(l.settings);
+    plan.rows[i] = planned_row(l);
+    warnings.push_back(str_cat("layer '", l.plan.tensor, "': its largest |value| ", max_abs,
+                               " exceeds float16's range (65504), so its centroids are stored "
+                               "as float32 instead of the float16 asked for"));
+  }
+  plan.totals = size_totals(model, plan.rows, plan.source_files);
+  return warnings;
+}
+
+namespace {
+
+// A tensor name as printed: bytes below 0x20 as \xNN, so a NUL byte shows.
+std::string printable(const std::string& name) {
+  std::string out;
+  for (unsigned char c : name) {
+    if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void check_storable_names(const io::SafetensorsModel& model) {
+  std::map<std::string, std::string> stored;  // the name as the archive keeps it -> name
+  for (const io::TensorInfo& t : model.tensors()) {
+    const std::string key = t.name.substr(0, t.name.find('\0'));
+    const auto [it, fresh] = stored.emplace(key, t.name);
+    PGKM_EXPECTS(fresh, model.shards().front().path(), "tensors '", printable(it->second),
+                 "' and '", printable(t.name),
+                 "' would be stored under the same name in the archive (HDF5 keeps a name up "
+                 "to its first NUL byte); rename one of them");
+  }
+  for (const io::TensorInfo& t : model.tensors()) {
+    PGKM_EXPECTS(t.name.find('\0') == std::string::npos, model.shards().front().path(), "tensor '",
+                 printable(t.name),
+                 "' has a NUL byte in its name, which the archive (HDF5) cannot store");
+  }
 }
 
 WeightView weight_view(const io::SafetensorsModel& model, const io::TensorInfo& tensor) {

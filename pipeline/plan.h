@@ -40,6 +40,18 @@ struct ModelPlan {
 ModelPlan plan_model(const QuantizeParams& params, const io::SafetensorsModel& model,
                      const io::QuantConfig& config);
 
+// Reads the values of every planned layer that asks for float16 centroids and switches
+// the ones whose weights float16 cannot hold (a value that rounds to infinity) to float32
+// centroids, updating their settings, digest and report row. Returns one warning per
+// switched layer, naming it and its largest value. Every rank calls it on the whole plan,
+// so all ranks agree (docs/CONFIG.md, "Centroid dtype").
+std::vector<std::string> fit_centroid_dtypes(ModelPlan& plan, const io::SafetensorsModel& model);
+
+// Throws InputError naming both tensors when two tensor names would be stored under the
+// same archive name (HDF5 stores names as C strings: everything after a NUL byte is lost),
+// and for a name holding a NUL byte (its stored name would not read back as itself).
+void check_storable_names(const io::SafetensorsModel& model);
+
 // The engine's view of a planned tensor's bytes.
 WeightView weight_view(const io::SafetensorsModel& model, const io::TensorInfo& tensor);
 

@@ -11,6 +11,7 @@
 #include "core/atomic_file.h"
 #include "core/digest.h"
 #include "core/errors.h"
+#include "core/file_checks.h"
 #include "engine/quantize_layer.h"
 #include "io/archive.h"
 #include "io/config.h"
@@ -116,6 +117,22 @@ void run_shared_layer(const PlannedLayer& l, World& world, LayerProducer& produc
   if (sink) sink->accept(std::move(layer), false);
 }
 
+// Every output against every input and every other output, by device and inode, before
+// anything is written (core/file_checks.h).
+void check_paths(const QuantizeParams& p, const io::SafetensorsModel& model) {
+  std::vector<NamedPath> inputs = {{"the config", p.config}, {"the model", p.model}};
+  for (const io::SafetensorsFile& f : model.shards())
+    inputs.push_back({"the model file", f.path()});
+  if (model.indexed()) {
+    inputs.push_back(
+        {"the model index", (std::filesystem::path(p.model) / "model.safetensors.index.json")});
+  }
+  std::vector<NamedPath> outputs;
+  if (!p.dry_run) outputs.push_back({"--out", p.out});
+  outputs.push_back({"--report", p.report});
+  check_output_clashes(outputs, inputs);
+}
+
 void write_kept_tensors(const io::SafetensorsModel& model, const std::vector<std::string>& keep,
                         io::ArchiveWriter& writer) {
   for (const std::string& name : keep) {
@@ -134,7 +151,9 @@ RunSummary quantize_model(const QuantizeParams& params, World& world, QuantizeOb
   const bool root = world.rank() == 0;
   const auto start = std::chrono::steady_clock::now();
   const io::SafetensorsModel model = io::SafetensorsModel::open(params.model);
+  check_paths(params, model);
   const io::QuantConfig config = io::load_config(params.config);
+  check_storable_names(model);
   ModelPlan plan = plan_model(params, model, config);
   if (root) {
     for (const std::string& w : plan.warnings)
@@ -154,6 +173,10 @@ RunSummary quantize_model(const QuantizeParams& params, World& world, QuantizeOb
     summary.rows = std::move(plan.rows);
     return summary;
   }
+  for (const std::string& w : fit_centroid_dtypes(plan, model)) {
+    if (root) observer.on_warning(w);
+  }
+  summary.totals = plan.totals;
   const Schedule schedule = schedule_layers(plan.costs(), world.size(), params.shard_threshold);
   const std::vector<size_t>& mine = schedule.by_rank[static_cast<size_t>(world.rank())];
   // Bad values in this rank's layers fail the job before any clustering or output: the
@@ -169,6 +192,10 @@ RunSummary quantize_model(const QuantizeParams& params, World& world, QuantizeOb
   if (threads > 0) omp_set_num_threads(threads);
   const std::unique_ptr<Backend> backend = make_backend(params.device, world, threads);
   summary.backend = backend->name();
+  // Claimed before anything is removed or written: a second run on the same --out stops
+  // here and leaves this one's temporary archive and checkpoints alone.
+  std::optional<OutputLock> lock;
+  if (root) lock.emplace(params.out);
   io::LayerCheckpoints checkpoints(params.out);
   if (root && !params.resume) checkpoints.remove_all();
   // A killed run's temporary archive (the checkpoints hold what it finished).
@@ -211,7 +238,7 @@ RunSummary quantize_model(const QuantizeParams& params, World& world, QuantizeOb
   writer->write_source(io::source_layout(model, params.model),
                        io::read_source_files(plan.source_files));
   writer->finalize();
-  checkpoints.remove_all();
+  checkpoints.remove_finished();
   summary.totals.archive_file_bytes = std::filesystem::file_size(params.out);
   summary.totals.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

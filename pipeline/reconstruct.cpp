@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "core/file_checks.h"
 #include "io/archive.h"
 #include "io/safetensors.h"
 #include "pipeline/model_output.h"
@@ -14,6 +15,7 @@ bool is_folder_output(const std::string& out) {
 }
 
 ReconstructSummary reconstruct_model(const std::string& archive_path, const std::string& out) {
+  check_output_clashes({{"--out", out}}, {{"the archive", archive_path}});
   const io::ArchiveReader archive = io::ArchiveReader::open(archive_path);
   ReconstructSummary summary;
   std::vector<OwnedTensor> tensors;

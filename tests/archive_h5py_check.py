@@ -85,8 +85,8 @@ class Checker:
             return False
         if f.attrs["format"] != "pgkm":
             self.fail("root", f"format is {f.attrs['format']!r}, expected 'pgkm'")
-        if f.attrs["format_version"] not in (1, 2):
-            self.fail("root", f"format_version is {f.attrs['format_version']}, expected 1 or 2")
+        if f.attrs["format_version"] not in (1, 2, 3):
+            self.fail("root", f"format_version is {f.attrs['format_version']}, expected 1, 2 or 3")
             return False
         self.version = int(f.attrs["format_version"])
         for name in ("settings_json", "source_files"):

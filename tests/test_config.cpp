@@ -558,3 +558,40 @@ TEST(ConfigShipped, RobertaBaseHuggingFace) {
 
 }  // namespace
 }  // namespace pgkm::io
+
+namespace pgkm::io {
+namespace {
+
+// Issue 14: std::regex recursed on 20,000 nested groups and crashed pgkm; patterns are now
+// bounded before they are compiled, and a second YAML document or invalid UTF-8 is an error.
+TEST(ConfigLimits, PathologicalPatternsAreRefusedNotCompiled) {
+  const std::string head = "pgkm: 1\ndefaults:\n  block_size: 4\n  n_centroids: 16\nrules:\n";
+  const std::vector<TensorDesc> tensors = {{"fc.weight", "F32", {16, 16}}};
+  auto rejects = [&](const std::string& pattern, const std::string& phrase) {
+    expect_error(
+        [&] {
+          plan_layers(parse_config(head + "  - match: '" + pattern + "'\n", "bad.yaml"), tensors,
+                      false);
+        },
+        "bad.yaml", {"refused", phrase});
+  };
+  rejects(std::string(20000, '(') + "a" + std::string(20000, ')'), "bytes long");
+  rejects(std::string(33, '(') + "fc" + std::string(33, ')') + "\\.weight", "33 deep");
+  rejects(std::string(5000, 'a'), "5000 bytes");
+  rejects("fc\xff", "not valid UTF-8");
+  rejects("fc\xc3", "not valid UTF-8");  // cut short
+  // At the limits, and real UTF-8, are fine.
+  EXPECT_NO_THROW(plan_layers(parse_config(head + "  - match: '" + std::string(32, '(') + "fc" +
+                                               std::string(32, ')') + "\\.weight'\n",
+                                           "ok.yaml"),
+                              tensors, false));
+  EXPECT_NO_THROW(parse_config(head + "  - match: 'caf\xc3\xa9'\n", "ok.yaml"));
+}
+
+TEST(ConfigLimits, TwoDocumentsAreAnError) {
+  expect_error([] { parse_config("pgkm: 1\nrules: []\n---\npgkm: 1\n", "two.yaml"); }, "two.yaml",
+               {"2 YAML documents"});
+}
+
+}  // namespace
+}  // namespace pgkm::io

@@ -95,9 +95,9 @@ TEST_F(LayerSinkTest, WritesCheckpointsAndReportsLayersInArrivalOrder) {
   EXPECT_EQ(archive.layer_names(), (std::vector<std::string>{"c.weight", "a.weight", "b.weight"}));
   EXPECT_EQ(archive.read_layer("c.weight").centroids.back(), 3.f);
   // Only computed layers are checkpointed.
-  EXPECT_TRUE(fs::exists(checkpoints.dir() + "/c.weight.h5"));
-  EXPECT_TRUE(fs::exists(checkpoints.dir() + "/b.weight.h5"));
-  EXPECT_FALSE(fs::exists(checkpoints.dir() + "/a.weight.h5"));
+  EXPECT_TRUE(fs::exists(checkpoints.part_path("c.weight")));
+  EXPECT_TRUE(fs::exists(checkpoints.part_path("b.weight")));
+  EXPECT_FALSE(fs::exists(checkpoints.part_path("a.weight")));
 }
 
 TEST_F(LayerSinkTest, ReusesACheckpointOnlyWhenBothDigestsMatch) {

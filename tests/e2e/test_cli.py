@@ -34,6 +34,7 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import make_models as mm  # noqa: E402
+from pgkm_names import part_file_name  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(HERE))
 from archive_h5py_check import read_codes  # noqa: E402
@@ -954,7 +955,7 @@ def _wrong_format(tmp):
 
 def _garbage_part(tmp):
     os.makedirs(os.path.join(tmp, OUT + ".parts"))
-    with open(os.path.join(tmp, OUT + ".parts", "layers.0.fc1.weight.h5"), "wb") as f:
+    with open(os.path.join(tmp, OUT + ".parts", part_file_name("layers.0.fc1.weight")), "wb") as f:
         f.write(b"\x89HDF\r\n\x1a\n" + b"garbage" * 100)
     return _small(tmp)
 

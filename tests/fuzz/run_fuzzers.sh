@@ -39,6 +39,21 @@ seed_fuzz_safetensors() {
   done >"$1.dict"
 }
 
+# Valid configs of both formats, and the hostile shapes of issue 14: deeply nested and very
+# long patterns (std::regex recursed on 20,000 '(' and crashed), several YAML documents,
+# invalid UTF-8.
+seed_fuzz_config() {
+  cp "$root"/configs/*.yaml "$1/"
+  local head='pgkm: 1\ndefaults:\n  block_size: 4\n  n_centroids: 16\nrules:\n  - match: '
+  printf "$head'%s'\n" "$(printf '(%.0s' {1..20000})a$(printf ')%.0s' {1..20000})" >"$1/deep.yaml"
+  printf "$head'%s'\n" "$(printf '(%.0s' {1..40})a$(printf ')%.0s' {1..40})" >"$1/nested40.yaml"
+  printf "$head'%s'\n" "$(printf 'a%.0s' {1..10000})" >"$1/long.yaml"
+  printf "$head'%s'\n" "$(printf '[a]%.0s' {1..3000})" >"$1/classes.yaml"
+  printf "$head'fc\377'\n" >"$1/utf8.yaml"
+  printf "$head'.*'\n---\npgkm: 1\n" >"$1/two_docs.yaml"
+  printf 'layers_to_quantize:\n  - %s\n' "$(printf '(%.0s' {1..5000})" >"$1/fairseq_deep.yaml"
+}
+
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGKM_BUILD_FUZZERS=ON -DPGKM_BUILD_TESTS=OFF \
   -DPGKM_BUILD_BENCH=OFF -DPGKM_ENABLE_CUDA=OFF >/dev/null
