@@ -27,6 +27,8 @@ void validate(const QuantizeParams& p) {
   PGKM_EXPECTS(p.threads >= 0, "--threads", p.threads, " is negative");
   PGKM_EXPECTS(std::isfinite(p.shard_threshold) && p.shard_threshold >= 0, "--shard-threshold",
                p.shard_threshold, " is not a number >= 0");
+  PGKM_EXPECTS(p.comm_timeout.count() > 0, "--comm-timeout", p.comm_timeout.count(),
+               " s is not a positive number of seconds");
 }
 
 }  // namespace pgkm
