@@ -1,24 +1,32 @@
 // NCCL implementation of the communicator seam (engine/communicator.h), bootstrapped from
-// MPI (docs/ARCHITECTURE.md): rank 0 makes the NCCL unique id, the MPI communicator broadcasts
-// it, and every rank joins with ncclCommInitRank on its local GPU.
+// another communicator (the job's MPI one, docs/ARCHITECTURE.md): rank 0 makes the NCCL
+// unique id, the bootstrap communicator broadcasts it, and every rank joins on its own
+// GPU. Used for layers shared by every rank when each rank has a GPU of its own
+// (pipeline/resources.h choose_shared_layer_comm); NCCL refuses two ranks on one GPU.
 //
-// Why it exists: with the CUDA backend, sharded layers can add up their per-centroid sums
-// and gather codes over NVLink / InfiniBand through NCCL rather than through MPI. The
-// interface takes HOST spans, so every collective here copies host -> device staging ->
-// NCCL -> host: correct, but it pays two PCIe copies per call that a device-resident
-// caller would not (an MpiCommunicator may well be faster for small host payloads).
+// Why it exists: with the CUDA backend, a sharded layer adds up its per-centroid sums in
+// device memory, on the backend's stream (allreduce_sum_device), over NVLink /
+// InfiniBand. The host-span collectives copy host -> device staging -> NCCL -> host:
+// correct, but they pay two PCIe copies per call (an MpiCommunicator may be faster for
+// small host payloads); the engine uses them for the codes.
 //
-// Errors (docs/CONVENTIONS.md #6, #7): every failed CUDA or NCCL call throws SystemError naming
-// the call and the library's error string. Waits poll cudaStreamQuery and
-// ncclCommGetAsyncError instead of blocking, so a failed peer makes this rank abort the
-// NCCL communicator and throw rather than hang. After such an abort every collective
-// throws SystemError. Destructors never throw.
+// Abort rather than hang (docs/CONVENTIONS.md #6, #7): the communicator is non-blocking
+// (ncclCommInitRankConfig with blocking = 0), and every wait, the initialisation
+// included, polls cudaStreamQuery and ncclCommGetAsyncError with a deadline
+// (dist/poll_deadline.h; --comm-timeout). An asynchronous NCCL error or an expired
+// deadline aborts the NCCL communicator (ncclCommAbort) and throws SystemError naming
+// the call, the device, the rank and the timeout; the caller's usual error path then ends
+// the job (launch/main.cpp: World::abort, MPI_Abort). A peer that died inside one node is
+// never reported by NCCL, so the deadline is what ends that wait. After an abort every
+// collective throws. The normal end is ncclCommFinalize (waited for with the same
+// deadline) then ncclCommDestroy; destructors never throw.
 //
 // No CUDA or NCCL header is included here (docs/CONVENTIONS.md #3): the handles live in an
 // opaque implementation in nccl_communicator.cpp. Built only when CMake finds CUDA, MPI
 // and NCCL (target pgkm_nccl, PGKM_HAVE_NCCL).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -27,19 +35,20 @@
 
 namespace pgkm {
 
-class MpiCommunicator;
-
-// A Communicator over an NCCL communicator spanning the ranks of an MPI communicator, one
-// GPU per rank. Use from one thread; not copyable or movable.
+// A Communicator over an NCCL communicator spanning the ranks of a bootstrap
+// communicator, one GPU per rank. Use from one thread; not copyable or movable.
 class NcclCommunicator final : public Communicator {
  public:
   // Collective over `bootstrap` (used only here, for the id broadcast; it may be destroyed
-  // afterwards). `device`: the CUDA device this rank uses, 0 .. visible_device_count()-1,
-  // typically MpiSession::local_rank() % visible_device_count(). Ranks and their order are
-  // those of `bootstrap`. Throws SystemError if a CUDA or NCCL call fails.
-  NcclCommunicator(MpiCommunicator& bootstrap, int device);
-  // ncclCommDestroy (ncclCommAbort while an exception unwinds the stack), then frees the
-  // stream and staging buffer; never throws.
+  // afterwards). `device`: the CUDA device this rank uses, which no other rank of the
+  // group uses. Ranks and their order are those of `bootstrap`. `timeout`: the most any
+  // wait of this communicator may take (> 0, else InputError naming --comm-timeout).
+  // Throws SystemError if a CUDA or NCCL call fails or the initialisation does not
+  // finish within `timeout` (a rank that never joins).
+  NcclCommunicator(Communicator& bootstrap, int device, std::chrono::milliseconds timeout);
+  // ncclCommFinalize and ncclCommDestroy; ncclCommAbort instead while an exception
+  // unwinds the stack or when finalizing fails or exceeds the timeout (peers may be
+  // gone). Then frees the stream and staging buffer; never throws.
   ~NcclCommunicator() override;
   NcclCommunicator(const NcclCommunicator&) = delete;
   NcclCommunicator& operator=(const NcclCommunicator&) = delete;
@@ -48,6 +57,7 @@ class NcclCommunicator final : public Communicator {
   int size() const override { return size_; }
   // The CUDA device this rank runs its collectives on.
   int device() const { return device_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
 
   // ncclAllReduce(ncclSum) of int64 / uint64 host data, in place; every rank passes the
   // same data.size().
@@ -62,9 +72,11 @@ class NcclCommunicator final : public Communicator {
   // An allreduce of one value.
   void barrier() override;
 
-  // The number of CUDA devices this process sees; 0 if there are none or the CUDA
-  // runtime reports an error (no driver). Never throws.
-  static int visible_device_count() noexcept;
+  // True for this communicator's device.
+  bool reduces_on_device(int device) const override { return device == device_; }
+  // One ncclGroupStart/End of in-place ncclAllReduce(ncclSum) calls on `stream` (the
+  // backend's), then a wait for `stream` with the deadline.
+  void allreduce_sum_device(std::span<const DeviceIntegers> buffers, DeviceStream stream) override;
 
  private:
   struct Impl;
@@ -72,6 +84,7 @@ class NcclCommunicator final : public Communicator {
   int rank_ = 0;
   int size_ = 1;
   int device_ = 0;
+  std::chrono::milliseconds timeout_;
 };
 
 }  // namespace pgkm

@@ -11,6 +11,13 @@
 
 namespace pgkm {
 
+class CudaBackend;
+
+// The CUDA backend when `group` can add up its device memory (NCCL on the backend's
+// device): sums and counts are then reduced where they were computed. Null otherwise,
+// and the sums take the host path (MPI, the CPU backend, one rank).
+CudaBackend* device_reduction(Backend& backend, const Communicator& group);
+
 struct ClusterState {
   // `resident` holds this rank's slice `shard` of `points` (all of them for one rank);
   // `group` is the ranks sharing the layer (a SingleProcessCommunicator for one).
@@ -27,11 +34,12 @@ struct ClusterState {
   int64_t k;
   int dim;
   SearchMode search;
+  CudaBackend* device_reduce;  // device_reduction(backend, group)
 
   std::vector<float> centroids;       // [k, dim]
   std::vector<uint32_t> codes;        // [points.size()], the same on every rank of the group
   std::vector<uint32_t> local_codes;  // [shard.size()] this rank's assignment
-  std::vector<float> local_dist;      // [shard.size()] squared distance to the assigned centroid
+  std::vector<float> local_dist;      // [shard.size()] squared distance (host path only)
   std::vector<int64_t> sums;          // [k, dim] fixed-point sums of the current assignment
   std::vector<uint64_t> counts;       // [k] total weight of the current assignment
   // local_codes hold an assignment (a pass's, or the pre-assignment's), which the pruned
@@ -42,6 +50,8 @@ struct ClusterState {
   // Nearest-centroid assignment of every point, then sums and counts for it: each rank
   // assigns its slice, sums and counts are added up over the group (exact integers, so
   // every rank holds the same bits) and the codes are gathered.
+  // With device_reduce, the assignment, sums and counts stay on the device until the
+  // group has reduced them there (reassign_on_device); local_dist is then not filled.
   void reassign();
   // Takes `codes` (set by the caller, e.g. the pre-assignment) as the current assignment
   // the next pruned pass starts from.
@@ -50,6 +60,9 @@ struct ClusterState {
   // Every centroid with a non-zero count becomes the exact mean of its points;
   // an empty cluster keeps its centroid.
   void update_means();
+
+ private:
+  void reassign_on_device(CudaBackend& cuda);
 };
 
 // Outcome of one iteration's empty-cluster resolution.

@@ -8,6 +8,12 @@
 
 namespace pgkm {
 
+void Communicator::allreduce_sum_device(std::span<const DeviceIntegers> buffers,
+                                        DeviceStream stream) {
+  PGKM_ASSERT(false, "allreduce_sum_device of ", buffers.size(), " buffers on device ",
+              stream.device, ": this communicator reduces host memory only");
+}
+
 void SingleProcessCommunicator::allgather(std::span<const uint32_t> local,
                                           std::span<uint32_t> all) {
   PGKM_ASSERT(local.size() == all.size());

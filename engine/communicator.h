@@ -4,13 +4,33 @@
 // assigns its slice of the points, and the group adds up per-centroid sums and counts
 // (exact integers, so the total is the same bits in any order) and gathers codes.
 // Implementations: SingleProcessCommunicator (here), MPI (dist/mpi_communicator.h),
-// NCCL (with the CUDA backend). No MPI or NCCL header is included here.
+// NCCL (with the CUDA backend). No MPI, NCCL or CUDA header is included here.
+//
+// A communicator may also add up integers that live in device memory, on the stream
+// of the backend that computed them (allreduce_sum_device): with the CUDA backend and
+// NCCL the per-centroid sums never cross PCIe before they are reduced. Device memory
+// and streams cross this seam as opaque handles.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
 namespace pgkm {
+
+// 64-bit integers in device memory, reduced in place by allreduce_sum_device.
+struct DeviceIntegers {
+  enum class Type { kInt64, kUint64 };
+  void* data = nullptr;  // device address of `count` values
+  size_t count = 0;
+  Type type = Type::kInt64;
+};
+
+// The stream device work is ordered on (a cudaStream_t) and its CUDA device ordinal.
+struct DeviceStream {
+  void* stream = nullptr;
+  int device = -1;
+};
 
 class Communicator {
  public:
@@ -27,6 +47,17 @@ class Communicator {
   // Copies root's `data` to every rank.
   virtual void broadcast(std::span<std::byte> data, int root) = 0;
   virtual void barrier() = 0;
+
+  // Whether allreduce_sum_device works: the group can add up device memory on CUDA
+  // device `device` (NCCL, one GPU per rank). The host-memory collectives above always work.
+  virtual bool reduces_on_device(int /*device*/) const { return false; }
+  // Element-wise sum over all ranks of each buffer, in place, enqueued on `stream` after
+  // the work already queued there (no copy to the host). Returns once the sums are
+  // complete, or throws SystemError when the group failed or did not finish within its
+  // deadline (the job then ends, docs/CONVENTIONS.md #7); a later download on `stream`
+  // therefore does not wait for other ranks. Every rank passes buffers of the same
+  // counts and types. Only when reduces_on_device(stream.device); the default asserts.
+  virtual void allreduce_sum_device(std::span<const DeviceIntegers> buffers, DeviceStream stream);
 };
 
 // The one-rank group: every collective is the identity.

@@ -13,6 +13,7 @@
 #include "engine/pg_finetune.h"
 #include "engine/pg_partition.h"
 #include "engine/rng.h"
+#include "kernels/cuda/cuda_backend.h"
 
 namespace pgkm {
 
@@ -46,7 +47,8 @@ ClusterState::ClusterState(Backend& backend_, const ResidentPoints& resident_,
       fp(fp_),
       k(k_),
       dim(points_.dim),
-      search(search_) {
+      search(search_),
+      device_reduce(device_reduction(backend_, group_)) {
   centroids.resize(static_cast<size_t>(k) * static_cast<size_t>(dim));
   codes.resize(static_cast<size_t>(points.size()));
   local_codes.resize(static_cast<size_t>(shard.size()));
@@ -57,7 +59,11 @@ ClusterState::ClusterState(Backend& backend_, const ResidentPoints& resident_,
 
 void ClusterState::reassign() {
   SearchStats pass;
-  if (search == SearchMode::kPruned && have_codes) {
+  if (device_reduce != nullptr) {
+    reassign_on_device(*device_reduce);
+    const int64_t n = resident.size();
+    pass = {n, k, n * k, n * k, n};  // the CUDA backend scores every centroid
+  } else if (search == SearchMode::kPruned && have_codes) {
     // The previous assignment is the starting point; codes are updated in place.
     backend.assign_accumulate_pruned(resident, centroids, local_codes, fp, local_codes, local_dist,
                                      sums, counts, pass);
@@ -72,9 +78,39 @@ void ClusterState::reassign() {
   search_stats.scored += pass.scored;
   search_stats.full += pass.full;
   search_stats.brute_force += pass.brute_force;
-  group.allreduce_sum(sums);
-  group.allreduce_sum(counts);
+  if (device_reduce == nullptr) {
+    group.allreduce_sum(sums);
+    group.allreduce_sum(counts);
+  }
   group.allgather(local_codes, codes);
+}
+
+CudaBackend* device_reduction(Backend& backend, const Communicator& group) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  if (cuda == nullptr || !group.reduces_on_device(cuda->stream().device)) return nullptr;
+  return cuda;
+}
+
+void ClusterState::reassign_on_device(CudaBackend& cuda) {
+  // Codes, sums and counts stay on the device; the group adds up the sums and counts
+  // there, on the backend's stream, so only the reduced totals and this rank's codes
+  // come back, in one download. The integers are exact, so the totals (and everything
+  // the host computes from them) are the bits of the host path.
+  cuda.set_centroids(centroids, dim);
+  cuda.assign_resident(resident, &fp);
+  const CudaResidentSums on_device = cuda.resident_sums();
+  PGKM_ASSERT(on_device.k == k && on_device.dim == dim);
+  const DeviceIntegers buffers[] = {
+      {on_device.sums, sums.size(), DeviceIntegers::Type::kInt64},
+      {on_device.counts, counts.size(), DeviceIntegers::Type::kUint64},
+  };
+  const CudaStreamHandle stream = cuda.stream();
+  group.allreduce_sum_device(buffers, {stream.stream, stream.device});
+  CudaDownload out;
+  out.codes = local_codes;
+  out.sums = sums;
+  out.counts = counts;
+  cuda.download(out);
 }
 
 void ClusterState::adopt_codes() {

@@ -1,6 +1,7 @@
 // The pgkm command line: quantize, inspect, reconstruct, export.
 // Exit codes: 0 success; 1 an error, reported as one line on stderr; 2 bad usage.
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <map>
@@ -61,6 +62,10 @@ void add_quantize(CLI::App& app, pgkm::QuantizeParams& p, pgkm::World& world) {
   q->add_option("--shard-threshold", p.shard_threshold,
                 "Split a layer over every rank when its cost exceeds this many fair shares")
       ->check(CLI::NonNegativeNumber);
+  q->add_option_function<int64_t>(
+       "--comm-timeout", [&p](int64_t s) { p.comm_timeout = std::chrono::seconds(s); },
+       "Seconds any wait for other ranks may take before the job ends (default 300)")
+      ->check(CLI::PositiveNumber);
   q->callback([&p, &world] { pgkm::run_quantize(p, world); });
 }
 

@@ -19,6 +19,9 @@ class TerminalObserver final : public QuantizeObserver {
   void on_warning(const std::string& message) override {
     std::fprintf(stderr, "pgkm: warning: %s\n", message.c_str());
   }
+  void on_setup(const std::string& line) override {
+    std::fprintf(stderr, "pgkm: %s\n", line.c_str());
+  }
   void on_start(const ModelPlan& plan, bool whole_job) override {
     progress_ = std::make_unique<Progress>(plan.total_cost(), whole_job);
   }

@@ -18,6 +18,8 @@ class QuantizeObserver {
   virtual ~QuantizeObserver() = default;
   // Rank 0: a config warning (a pattern that matches nothing, ...).
   virtual void on_warning(const std::string& /*message*/) {}
+  // Rank 0: one line on how the run is set up (which communicator shared layers use).
+  virtual void on_setup(const std::string& /*line*/) {}
   // Every rank, once clustering is about to start (not in a dry run). `whole_job`: this
   // rank runs every layer (a one-rank job), so its progress is the job's.
   virtual void on_start(const ModelPlan& /*plan*/, bool /*whole_job*/) {}

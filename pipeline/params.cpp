@@ -29,6 +29,8 @@ void validate(const QuantizeParams& p) {
                " is outside 0..", kMaxThreads, " (0: every core)");
   PGKM_EXPECTS(std::isfinite(p.shard_threshold) && p.shard_threshold >= 0, "--shard-threshold",
                p.shard_threshold, " is not a number >= 0");
+  PGKM_EXPECTS(p.comm_timeout.count() > 0, "--comm-timeout", p.comm_timeout.count(),
+               " s is not a positive number of seconds");
 }
 
 }  // namespace pgkm

@@ -1,6 +1,7 @@
 // What a whole-model quantization run is asked to do (pgkm quantize's options, typed).
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -38,6 +39,9 @@ struct QuantizeParams {
   // A layer costing more than this many fair shares (total cost / ranks) is split over
   // every rank instead of given to one.
   double shard_threshold = 1.0;
+  // The most any wait for other ranks may take before the job is ended (NCCL: every
+  // collective and the communicator's start; dist/nccl_communicator.h). > 0.
+  std::chrono::seconds comm_timeout{300};
 };
 
 // Throws InputError naming the option for values no run can use (no --out without

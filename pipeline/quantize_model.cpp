@@ -102,8 +102,8 @@ class LayerProducer {
 
 // A layer every rank runs together. Rank 0 alone decides whether its checkpoint is
 // reused and tells the others, so the group never splits over a part file.
-void run_shared_layer(const PlannedLayer& l, World& world, LayerProducer& producer,
-                      std::optional<LayerSink>& sink) {
+void run_shared_layer(const PlannedLayer& l, World& world, Communicator& group,
+                      LayerProducer& producer, std::optional<LayerSink>& sink) {
   const std::string digest = producer.source_digest(l);
   std::optional<LayerRecord> done;
   if (world.rank() == 0) done = producer.reuse(l, digest);
@@ -113,7 +113,7 @@ void run_shared_layer(const PlannedLayer& l, World& world, LayerProducer& produc
     if (sink) sink->accept(std::move(*done), true);
     return;
   }
-  LayerRecord layer = producer.compute(l, digest, world.everyone());
+  LayerRecord layer = producer.compute(l, digest, group);
   if (sink) sink->accept(std::move(layer), false);
 }
 
@@ -210,8 +210,14 @@ RunSummary quantize_model(const QuantizeParams& params, World& world, QuantizeOb
     sink.emplace(plan.rows, *writer, checkpoints, observer);
   }
   LayerChannel& channel = world.layers();
-  for (size_t i : schedule.shared)
-    run_shared_layer(plan.layers[i], world, producer, sink);
+  if (!schedule.shared.empty()) {
+    // NCCL starts only for a run that shares layers (it costs a GPU context's setup).
+    const SharedLayerGroup shared =
+        make_shared_layer_group(params.device, world, *backend, params.comm_timeout);
+    if (root) observer.on_setup(shared.description);
+    for (size_t i : schedule.shared)
+      run_shared_layer(plan.layers[i], world, *shared.group, producer, sink);
+  }
   for (size_t i : mine) {
     const PlannedLayer& l = plan.layers[i];
     const std::string digest = producer.source_digest(l);

@@ -3,6 +3,7 @@
 // on any machine that every bad argument is refused before the first CUDA call.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -23,13 +24,19 @@ class FakePoints final : public ResidentPoints {
   int dim_;
 };
 
+// Addresses the fake hands out: never dereferenced, only compared by tests that check
+// they reach a communicator unchanged.
+inline void* const kFakeStream = reinterpret_cast<void*>(uintptr_t{0x5100});
+inline void* const kFakeSums = reinterpret_cast<void*>(uintptr_t{0x5200});
+inline void* const kFakeCounts = reinterpret_cast<void*>(uintptr_t{0x5300});
+
 class FakeEngine final : public cuda::DeviceEngine {
  public:
   // `log` receives one entry per call; it outlives the engine.
   explicit FakeEngine(std::vector<std::string>& log) : log_(log) {}
 
   std::string name() const override { return "fake"; }
-  CudaStreamHandle stream() const override { return {nullptr, 0}; }
+  CudaStreamHandle stream() const override { return {kFakeStream, 0}; }
   bool owns(const ResidentPoints& points) const override {
     return dynamic_cast<const FakePoints*>(&points) != nullptr;
   }
@@ -50,7 +57,7 @@ class FakeEngine final : public cuda::DeviceEngine {
   void objective_chunks(const ResidentPoints&) override { log_.push_back("objective_chunks"); }
   void download(const cuda::EngineDownload&) override { log_.push_back("download"); }
   CudaResidentSums resident_sums(int64_t k, int dim) const override {
-    return {nullptr, nullptr, k, dim};
+    return {kFakeSums, kFakeCounts, k, dim};
   }
 
  private:

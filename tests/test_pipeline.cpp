@@ -3,7 +3,9 @@
 #include "pipeline/quantize_model.h"
 
 #include <gtest/gtest.h>
+
 #include <unistd.h>
+#include <chrono>
 
 #include <filesystem>
 #include <fstream>
@@ -147,6 +149,52 @@ TEST(DeviceChoice, CpuNeverAsksForCudaAndNamesRoundTrip) {
   for (Device d : {Device::kCpu, Device::kCuda, Device::kAuto})
     EXPECT_EQ(parse_device(device_name(d)), d);
   EXPECT_FALSE(parse_device("tpu").has_value());
+}
+
+// NCCL for shared layers only where each rank has a GPU of its own; MPI otherwise.
+TEST(SharedLayerComm, NcclOnlyWhenEveryRankHasItsOwnGpu) {
+  // (device, world size, ranks on this node, GPUs visible, NCCL built) -> NCCL?
+  EXPECT_TRUE(choose_shared_layer_comm(Device::kCuda, 8, 4, 4, true).nccl);
+  EXPECT_TRUE(choose_shared_layer_comm(Device::kAuto, 8, 4, 8, true).nccl);
+  EXPECT_TRUE(choose_shared_layer_comm(Device::kCuda, 2, 1, 1, true).nccl);  // one per node
+  // Five ranks on four GPUs: local_rank % gpus would put two on one GPU, which NCCL refuses.
+  const SharedLayerComm crowded = choose_shared_layer_comm(Device::kCuda, 5, 5, 4, true);
+  EXPECT_FALSE(crowded.nccl);
+  EXPECT_NE(crowded.reason.find("5 ranks share this node's 4 GPU(s)"), std::string::npos)
+      << crowded.reason;
+  EXPECT_FALSE(choose_shared_layer_comm(Device::kCpu, 8, 4, 4, true).nccl);
+  EXPECT_FALSE(choose_shared_layer_comm(Device::kAuto, 8, 4, 0, true).nccl);   // CPU backend
+  EXPECT_FALSE(choose_shared_layer_comm(Device::kCuda, 8, 4, 4, false).nccl);  // not built
+  EXPECT_FALSE(choose_shared_layer_comm(Device::kCuda, 1, 1, 1, true).nccl);   // nothing shared
+  for (const SharedLayerComm& c : {choose_shared_layer_comm(Device::kCpu, 8, 4, 4, true),
+                                   choose_shared_layer_comm(Device::kCuda, 8, 4, 4, false),
+                                   choose_shared_layer_comm(Device::kAuto, 8, 4, 0, true)}) {
+    EXPECT_EQ(c.reason.rfind("MPI: ", 0), 0u) << c.reason;
+  }
+  EXPECT_EQ(choose_shared_layer_comm(Device::kCuda, 8, 4, 4, true).reason.rfind("NCCL: ", 0), 0u);
+}
+
+TEST(SharedLayerComm, OneRankUsesItsOwnGroupAndSaysWhy) {
+  const auto world = make_single_process_world();
+  const auto backend = make_backend(Device::kCpu, *world, 1);
+  const SharedLayerGroup shared =
+      make_shared_layer_group(Device::kCpu, *world, *backend, std::chrono::seconds(300));
+  EXPECT_EQ(shared.nccl, nullptr);
+  EXPECT_EQ(shared.group, &world->everyone());
+  EXPECT_NE(shared.description.find("one rank"), std::string::npos) << shared.description;
+}
+
+TEST(SharedLayerComm, TimeoutMustBePositive) {
+  QuantizeParams p;
+  p.out = "x.h5";
+  validate(p);
+  p.comm_timeout = std::chrono::seconds(0);
+  try {
+    validate(p);
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_EQ(e.context(), "--comm-timeout");
+  }
 }
 
 }  // namespace

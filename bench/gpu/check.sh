@@ -10,6 +10,9 @@
 #   1. the machine: nvidia-smi, nvcc, cmake
 #   2. the build, then the assignment kernel's registers and SASS issue bound
 #   3. the CUDA-vs-CPU tests (tests/test_cuda_backend.cpp), bit for bit
+#   3b. NCCL on one rank without MPI (tests/test_nccl_device.cpp): a layer whose sums are
+#      reduced by ncclAllReduce on the backend's stream against the CPU, and a wait past
+#      --comm-timeout ending in an abort; skipped when no NCCL is found
 #   4. compute-sanitizer memcheck, racecheck and synccheck on CudaVsCpu.SmallCases
 #   5. the assignment benchmark as a fraction of the measured FP32 peak, then Nsight
 #      Compute's view of one pass (stall reasons, pipe use; informational)
@@ -67,6 +70,13 @@ fi
 
 step "3. CUDA vs CPU tests"
 timeout 240 "$build/test_cuda_backend" || fail tests
+
+step "3b. NCCL on one rank: device reduction of a sharded layer, and the deadline"
+if [ -x "$build/test_nccl_device" ]; then
+  timeout 120 "$build/test_nccl_device" || fail "nccl device"
+else
+  echo "SKIPPED: no NCCL found at configure time (see configure.log)"
+fi
 
 step "4. compute-sanitizer on CudaVsCpu.SmallCases"
 sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)

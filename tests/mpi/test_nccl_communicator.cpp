@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -13,7 +15,11 @@
 #include "core/errors.h"
 #include "dist/mpi_communicator.h"
 #include "dist/nccl_communicator.h"
+#include "engine/cluster_state.h"
+#include "engine/kmeans.h"
+#include "kernels/cuda/cuda_backend.h"
 #include "tests/mpi/mpi_test_main.h"
+#include "tests/test_data.h"
 
 namespace pgkm {
 namespace {
@@ -93,15 +99,45 @@ TEST(NcclCommunicator, Broadcast) {
   g_nccl->barrier();
 }
 
+// A layer shared by the NCCL group on the CUDA backend: the sums and counts are reduced on
+// the device, on the backend's stream (engine/cluster_state.h device_reduction), and the
+// result is bit for bit the CPU backend's on one rank.
+TEST(NcclCommunicator, ShardedKMeansOnTheCudaBackendMatchesTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const std::unique_ptr<Backend> gpu = make_cuda_backend(g_nccl->device());
+  ASSERT_NE(device_reduction(*gpu, *g_nccl), nullptr) << "the device path is not taken";
+  const std::unique_ptr<Backend> cpu = make_cpu_backend();
+  const int dim = 8;
+  const std::vector<float> v = testdata::normal(6000, dim, 0.02f, 11);
+  for (const Algorithm algorithm : {Algorithm::kIpq, Algorithm::kPg}) {
+    KMeansParams p;
+    p.algorithm = algorithm;
+    p.n_centroids = 256;
+    p.iterations = 6;
+    p.seed = 5;
+    const KMeansResult on_gpu =
+        run_kmeans({*gpu, *g_nccl, SearchMode::kBrute}, p, "layers.0.fc1", v, dim);
+    const KMeansResult on_cpu = run_kmeans({*cpu}, p, "layers.0.fc1", v, dim);
+    EXPECT_EQ(on_gpu.codes, on_cpu.codes) << algorithm_name(algorithm);
+    EXPECT_EQ(on_gpu.counts, on_cpu.counts) << algorithm_name(algorithm);
+    ASSERT_EQ(on_gpu.centroids.size(), on_cpu.centroids.size());
+    EXPECT_EQ(std::memcmp(on_gpu.centroids.data(), on_cpu.centroids.data(),
+                          on_cpu.centroids.size() * sizeof(float)),
+              0)
+        << algorithm_name(algorithm) << ": centroids differ in their bits";
+    EXPECT_EQ(on_gpu.objective, on_cpu.objective) << algorithm_name(algorithm);
+  }
+}
+
 // Makes the NCCL communicator if every rank sees a GPU and runs every test on this rank.
 int run_all(const MpiSession& session) {
   MpiCommunicator world(MPI_COMM_WORLD);
-  const int devices = NcclCommunicator::visible_device_count();
+  const int devices = cuda_device_status().count;
   std::array<int64_t, 1> ranks_without_gpu{devices > 0 ? 0 : 1};
   world.allreduce_sum(ranks_without_gpu);
   std::optional<NcclCommunicator> nccl;
   if (ranks_without_gpu[0] == 0) {
-    nccl.emplace(world, session.local_rank() % devices);
+    nccl.emplace(world, session.local_rank() % devices, std::chrono::seconds(60));
     g_nccl = &*nccl;
   } else if (session.world_rank() == 0) {
     std::printf("%lld of %d ranks see no CUDA device: skipping the NCCL tests\n",
