@@ -6,7 +6,9 @@
 
 Archives: every dataset (centroids, codes, counts, kept tensors) must be identical in
 dtype, shape and bytes, and every attribute equal, except those that measure time
-(`seconds`, `created_utc`, the `seconds_*` of iteration_stats). Reports: equal JSON after
+(`seconds`, `created_utc`, the `seconds_*` of iteration_stats) and the `checksum` of schema
+v3 (a digest of the stored content, times included, so it differs whenever a time does; the
+content it covers is compared here directly). Reports: equal JSON after
 dropping the same time fields. Standard output: equal line by line after masking times
 ("1.23 s"). With --allow-new-keys, keys present only in B (fields added on purpose) are
 listed instead of failing. Exit status 0 when everything matches, 1 otherwise, with
@@ -21,6 +23,7 @@ import h5py
 import numpy as np
 
 TIME_ATTRS = {"seconds", "created_utc"}
+DERIVED_ATTRS = {"checksum"}
 TIME_KEY = re.compile(r"^seconds(_.*)?$")
 
 
@@ -65,7 +68,7 @@ class Diff:
 
 
 def attrs_of(obj):
-    return {k: attr_value(k, v) for k, v in obj.attrs.items() if k not in TIME_ATTRS}
+    return {k: attr_value(k, v) for k, v in obj.attrs.items() if k not in TIME_ATTRS | DERIVED_ATTRS}
 
 
 def compare_archives(diff, path_a, path_b):
