@@ -16,9 +16,10 @@
 #   4. compute-sanitizer memcheck, racecheck and synccheck on CudaVsCpu.SmallCases
 #   5. the assignment benchmark as a fraction of the measured FP32 peak, then Nsight
 #      Compute's view of one pass (stall reasons, pipe use; informational)
-#   6. END-TO-END (only where the full pgkm builds: it needs HDF5 and nlohmann_json):
-#      a 2-layer synthetic RoBERTa quantized with --device cpu and --device cuda, the
-#      reconstructions compared byte for byte. Skipped, and said so, elsewhere.
+#   6. END-TO-END: the RoBERTa-base-shaped model (73 layers, pg, 15 iterations) quantized
+#      with --device cpu and --device cuda, timed; archives compared (times aside) and
+#      reconstructions byte for byte. pgkm is built there if HDF5 and the rest are found,
+#      else taken from a carried bench/gpu/bundle (bench/gpu/bundle.sh); SKIPPED otherwise.
 # Exit status: 0 when every step that ran passed.
 set -uo pipefail
 
@@ -104,36 +105,68 @@ else
   echo "ncu not found"
 fi
 
-step "6. END-TO-END RoBERTa: --device cpu against --device cuda (needs the full pgkm)"
+step "6. END-TO-END RoBERTa-base-shaped (73 layers, pg, 15 iterations): --device cpu against cuda"
+# The full pgkm needs HDF5, yaml-cpp and nlohmann_json, which the device image lacks: build
+# it there if it can be built, else use the bundle that bench/gpu/bundle.sh made on a
+# machine that has them (carried as bench/gpu/bundle), else say SKIPPED.
 full=${PGKM_FULL_BUILD:-/tmp/pgkm-full-build}
+pgkm=
 if timeout 120 cmake -S "$root" -B "$full" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DPGKM_BUILD_TESTS=OFF -DPGKM_BUILD_BENCH=OFF > "$out_dir/full_configure.log" 2>&1 &&
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DPGKM_BUILD_TESTS=OFF -DPGKM_BUILD_BENCH=OFF \
+  > "$out_dir/full_configure.log" 2>&1 &&
   timeout 300 cmake --build "$full" -j"$jobs" --target pgkm > "$out_dir/full_build.log" 2>&1; then
   pgkm=$full/launch/pgkm
+  echo "pgkm built here"
+elif [ -x "$root/bench/gpu/bundle/pgkm" ]; then
+  export LD_LIBRARY_PATH=$root/bench/gpu/bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  pgkm=$root/bench/gpu/bundle/pgkm
+  echo "pgkm from the carried bundle:"
+  cat "$root/bench/gpu/bundle/BUILD_INFO"
+  "$pgkm" --version || {
+    fail "end-to-end: the bundled pgkm does not start"
+    pgkm=
+  }
+else
+  echo "SKIPPED: the full pgkm did not configure here (the last lines of its log below) and"
+  echo "no bench/gpu/bundle was carried (bash bench/gpu/bundle.sh on a machine with HDF5)"
+  tail -5 "$out_dir/full_configure.log"
+fi
+if [ -n "$pgkm" ]; then
   work=$(mktemp -d)
-  if timeout 120 python3 "$root/bench/make_roberta_model.py" "$work/roberta2.safetensors" --layers 2; then
+  if timeout 180 python3 "$root/bench/make_roberta_model.py" "$work/roberta12.safetensors" \
+    --layers 12; then
     for device in cpu cuda; do
-      if ! timeout 300 "$pgkm" quantize "$work/roberta2.safetensors" \
-        --config "$root/configs/roberta_base.yaml" --out "$work/$device.pgkm.h5" --iters 2 \
-        --device "$device" --report "$work/$device.json"; then
+      started=$(date +%s%N)
+      if ! timeout 300 "$pgkm" quantize "$work/roberta12.safetensors" \
+        --config "$root/configs/roberta_base.yaml" --algo pg --iters 15 --device "$device" \
+        --out "$work/$device.pgkm.h5" --report "$work/$device.json" > "$work/$device.log" 2>&1; then
+        tail -20 "$work/$device.log"
         fail "end-to-end quantize --device $device"
-      elif ! timeout 120 "$pgkm" reconstruct "$work/$device.pgkm.h5" \
-        --out "$work/$device.safetensors"; then
-        fail "end-to-end reconstruct --device $device"
+        continue
       fi
+      echo "quantize --device $device: $((($(date +%s%N) - started) / 1000000)) ms wall"
+      grep -E "device|backend|layers|ratio" "$work/$device.log" | tail -5
+      cp "$work/$device.json" "$out_dir/roberta12_$device.json"
+      timeout 120 "$pgkm" reconstruct "$work/$device.pgkm.h5" --out "$work/$device.safetensors" \
+        > /dev/null || fail "end-to-end reconstruct --device $device"
     done
-    if cmp "$work/cpu.safetensors" "$work/cuda.safetensors"; then
-      echo "end-to-end: the CPU and CUDA reconstructions are byte-identical"
-    else
-      fail "end-to-end: reconstructions differ"
+    if [ -f "$work/cpu.pgkm.h5" ] && [ -f "$work/cuda.pgkm.h5" ]; then
+      if timeout 120 python3 "$root/tests/e2e/compare_outputs.py" --archives \
+        "$work/cpu.pgkm.h5" "$work/cuda.pgkm.h5"; then
+        echo "end-to-end: the CPU and CUDA archives are identical (times aside)"
+      else
+        fail "end-to-end: archives differ"
+      fi
+      if cmp "$work/cpu.safetensors" "$work/cuda.safetensors"; then
+        echo "end-to-end: the CPU and CUDA reconstructions are byte-identical"
+      else
+        fail "end-to-end: reconstructions differ"
+      fi
     fi
   else
     fail "end-to-end: model generation"
   fi
-else
-  echo "SKIPPED: the full pgkm did not configure or build here (HDF5 and nlohmann_json are"
-  echo "needed); the last lines of the configure log:"
-  tail -5 "$out_dir/full_configure.log"
+  rm -rf "$work"
 fi
 
 echo
