@@ -11,13 +11,25 @@
 
 namespace {
 
-// CLI11 maps the option's text to the enum (and rejects anything else as bad usage).
+// The option's text to the enum: anything but the listed names is bad usage, and both the
+// help and the error show the names ("pg|pg-base|ipq"), not the enum's numbers.
 template <typename Enum>
-CLI::CheckedTransformer choices(std::initializer_list<Enum> values, const char* (*name)(Enum)) {
+CLI::Validator choices(std::initializer_list<Enum> values, const char* (*name)(Enum)) {
   std::map<std::string, Enum> map;
-  for (Enum v : values)
+  std::string listed;
+  for (Enum v : values) {
     map.emplace(name(v), v);
-  return CLI::CheckedTransformer(map);
+    listed += (listed.empty() ? "" : "|") + std::string(name(v));
+  }
+  return CLI::Validator(
+      [map, listed](std::string& text) -> std::string {
+        const auto found = map.find(text);
+        if (found == map.end())
+          return "'" + text + "' is not one of " + listed;
+        text = std::to_string(static_cast<int>(found->second));
+        return {};
+      },
+      listed);
 }
 
 void add_quantize(CLI::App& app, pgkm::QuantizeParams& p, pgkm::World& world) {

@@ -757,6 +757,7 @@ class TestExport(CliTest):
         self.assertIn("config.json", r.stderr)
         r = self.pgkm("export", archive, "--format", "gguf", "--out", self.path("x"))
         self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("'gguf' is not one of aqlm", r.stderr)
 
 
 SIZES_CONFIG = """\
@@ -1040,10 +1041,16 @@ CASES = {
         args=["quantize", _small(t), "--out", OUT], rc=2, phrases=["--config"]),
     "cli_bad_centroid_dtype": lambda t: dict(
         args=_quantize_args(_small(t), _config(t), "--centroid-dtype", "f8"), rc=2,
-        phrases=["--centroid-dtype"]),
+        phrases=["--centroid-dtype", "'f8' is not one of f16|f32"]),
     "cli_bad_algo": lambda t: dict(
         args=_quantize_args(_small(t), _config(t), "--algo", "kmeans"), rc=2,
-        phrases=["--algo"]),
+        phrases=["--algo", "'kmeans' is not one of pg|pg-base|ipq"]),
+    "cli_algo_by_enum_number": lambda t: dict(
+        args=_quantize_args(_small(t), _config(t), "--algo", "2"), rc=2,
+        phrases=["--algo", "'2' is not one of"]),
+    "cli_bad_search": lambda t: dict(
+        args=_quantize_args(_small(t), _config(t), "--search", "fast"), rc=2,
+        phrases=["'fast' is not one of pruned|brute"]),
     "cli_negative_iters": lambda t: dict(
         args=["quantize", _small(t), "--config", _config(t), "--out", OUT, "--report", REPORT,
               "--iters", "-1"],
