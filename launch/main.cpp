@@ -64,7 +64,8 @@ void add_quantize(CLI::App& app, pgkm::QuantizeParams& p, pgkm::World& world) {
       ->check(CLI::NonNegativeNumber);
   q->add_option_function<int64_t>(
        "--comm-timeout", [&p](int64_t s) { p.comm_timeout = std::chrono::seconds(s); },
-       "Seconds any wait for other ranks may take before the job ends (default 300)")
+       "Seconds one collective (MPI or NCCL) may wait for the other ranks before the job "
+       "ends, naming them (default 300)")
       ->check(CLI::PositiveNumber);
   q->callback([&p, &world] { pgkm::run_quantize(p, world); });
 }

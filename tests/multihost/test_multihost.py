@@ -9,9 +9,13 @@ as it would over ssh, and the ranks talk over TCP on a private subnet only
 
   Hosts      a sharded job (every layer split over both hosts) and a layer-parallel job
              write archives identical, layer by layer, to a one-process run.
-  LostHost   cutting one host's link mid-run ends every process of the job on both sides
-             of the cut within 60 s, with a message naming the lost host; --resume then
-             finishes with the identical archive.
+  LostHost   cutting one host's link mid-run (a sharded and a layer-parallel job) ends
+             every process of the job on both sides of the cut within 60 s, with a
+             message naming the lost host (Open MPI's, with its keepalive set);
+             --resume then finishes with the identical archive. A rank whose daemon is
+             killed while its host is cut off ends itself (dist/orphan_watchdog.h).
+  CommTimeout  without the keepalive settings, pgkm's deadline on every collective
+             (--comm-timeout 10) ends the ranks on both sides, naming the lost host.
 
 Needs root and `ip` (iproute2); exits 77 (skipped) with the reason printed otherwise.
 Every namespace, link and process it makes is named per run and removed at the end, even
@@ -305,13 +309,11 @@ class LostHost(Base):
         self.assertNotEqual(proc.returncode, 0)
         self.assertFalse(os.path.exists(out), "archive finalised after a lost host")
 
-    def test_cut_link_ends_every_process_then_resume(self):
+    def cut_then_resume(self, threshold):
         model, config = self.write("big", mm.big_model(n_layers=8, rows=512, cols=256),
                                    mm.BIG_CONFIG)
-        # Shared layers (threshold 0): both hosts are in an all-reduce at every iteration,
-        # so the cut always falls inside a collective.
         common = ["quantize", model, "--config", config, "--iters", "300", "--threads", "1",
-                  "--shard-threshold", "0"]
+                  "--shard-threshold", threshold]
         ref = self.path("ref.h5")
         self.one_process(*common, "--out", ref)
 
@@ -323,8 +325,8 @@ class LostHost(Base):
         remaining = self.cluster.processes()
         self.assertIsNotNone(gone_s, f"still running {LOST_HOST_LIMIT_S} s after the cut:\n" +
                              self.cluster.describe(remaining))
-        print(f"link of {lost_ns} ({lost_ip}) cut: every process of the job gone after "
-              f"{gone_s:.1f} s")
+        print(f"--shard-threshold {threshold}: link of {lost_ns} ({lost_ip}) cut: every "
+              f"process of the job gone after {gone_s:.1f} s")
         stdout, stderr = proc.communicate(timeout=10)
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn(lost_ip, stderr, f"the lost host is not named:\n{stderr}")
@@ -335,6 +337,15 @@ class LostHost(Base):
         r = self.across_hosts(*common, "--out", out, "--resume")
         self.assertIn("(resumed)", r.stdout)
         assert_same_layers(self, ref, out, "resumed after a lost host")
+
+    def test_cut_link_in_a_sharded_job_then_resume(self):
+        # Threshold 0: every layer is shared, both hosts are in an all-reduce at every
+        # iteration, so the cut always falls inside a collective.
+        self.cut_then_resume("0")
+
+    def test_cut_link_in_a_layer_parallel_job_then_resume(self):
+        # Threshold 10: whole layers per host; rank 0 waits for the other's layers.
+        self.cut_then_resume("10")
 
 
 class CommTimeout(Base):
