@@ -6,7 +6,8 @@
 
 Archives: every dataset (centroids, codes, counts, kept tensors) must be identical in
 dtype, shape and bytes, and every attribute equal, except those that measure time
-(`seconds`, `created_utc`, the `seconds_*` of iteration_stats). Reports: equal JSON after
+(`seconds`, `created_utc`, the `seconds_*` of iteration_stats, and `checksum`, which
+covers those times). Reports: equal JSON after
 dropping the same time fields. Standard output: equal line by line after masking times
 ("1.23 s"). With --allow-new-keys, keys present only in B (fields added on purpose) are
 listed instead of failing. Exit status 0 when everything matches, 1 otherwise, with
@@ -20,7 +21,10 @@ import sys
 import h5py
 import numpy as np
 
-TIME_ATTRS = {"seconds", "created_utc"}
+# `checksum` (schema v3) is a digest over a layer's attributes, times included, so two
+# runs' checksums differ whenever their times do; everything it covers is compared
+# directly here, and `pgkm inspect --verify` checks each archive against its own.
+TIME_ATTRS = {"seconds", "created_utc", "checksum"}
 TIME_KEY = re.compile(r"^seconds(_.*)?$")
 
 
