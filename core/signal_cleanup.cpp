@@ -126,6 +126,10 @@ int register_mapping(const void* begin, size_t size, const std::string& path) no
   return claim(g_mappings, path, begin, size);
 }
 
+void remove_registered_temporaries() noexcept {
+  remove_temporaries();
+}
+
 void unregister_mapping(int slot) noexcept {
   if (slot >= 0 && slot < kSlots) g_mappings[slot].state.store(0, std::memory_order_release);
 }

@@ -27,5 +27,8 @@ void unregister_temporary(int slot) noexcept;
 // Registers [begin, begin + size) as a read-only mapping of `path`. Returns a slot or -1.
 int register_mapping(const void* begin, size_t size, const std::string& path) noexcept;
 void unregister_mapping(int slot) noexcept;
+// Removes every registered temporary file now (async-signal-safe), for a process about to
+// _exit without unwinding (dist/orphan_watchdog.h).
+void remove_registered_temporaries() noexcept;
 
 }  // namespace pgkm

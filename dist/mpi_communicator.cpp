@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "core/errors.h"
+#include "dist/poll_deadline.h"
 
 namespace pgkm {
 namespace {
@@ -38,12 +39,14 @@ void for_each_chunk(int64_t n, int64_t max_count, Call&& call) {
   }
 }
 
-template <typename T>
-void allreduce_sum_in_place(MPI_Comm comm, std::span<T> data, MPI_Datatype type,
-                            int64_t max_count) {
+template <typename T, typename Wait>
+void allreduce_sum_in_place(MPI_Comm comm, std::span<T> data, MPI_Datatype type, int64_t max_count,
+                            Wait&& wait) {
   for_each_chunk(static_cast<int64_t>(data.size()), max_count, [&](int64_t offset, int count) {
-    check(MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, type, MPI_SUM, comm),
-          "MPI_Allreduce");
+    MPI_Request request = MPI_REQUEST_NULL;
+    check(MPI_Iallreduce(MPI_IN_PLACE, data.data() + offset, count, type, MPI_SUM, comm, &request),
+          "MPI_Iallreduce");
+    wait(request, "MPI_Allreduce");
   });
 }
 
@@ -104,6 +107,17 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, int64_t max_count) : max_count_(
     check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
     check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+    // Every rank's node name, for naming the ranks a timed-out collective waited for.
+    std::vector<char> names(static_cast<size_t>(size_) * MPI_MAX_PROCESSOR_NAME, '\0');
+    int length = 0;
+    check(MPI_Get_processor_name(names.data() + static_cast<size_t>(rank_) * MPI_MAX_PROCESSOR_NAME,
+                                 &length),
+          "MPI_Get_processor_name");
+    check(MPI_Allgather(MPI_IN_PLACE, 0, MPI_CHAR, names.data(), MPI_MAX_PROCESSOR_NAME, MPI_CHAR,
+                        comm_),
+          "MPI_Allgather");
+    for (int r = 0; r < size_; ++r)
+      hosts_.emplace_back(names.data() + static_cast<size_t>(r) * MPI_MAX_PROCESSOR_NAME);
   } catch (...) {
     MPI_Comm_free(&comm_);
     throw;
@@ -114,12 +128,48 @@ MpiCommunicator::~MpiCommunicator() {
   if (comm_ != MPI_COMM_NULL && mpi_active()) MPI_Comm_free(&comm_);
 }
 
+void MpiCommunicator::set_timeout(std::chrono::milliseconds timeout) {
+  PGKM_ASSERT(timeout.count() > 0, "MPI collective timeout ", timeout.count(), " ms");
+  timeout_ = timeout;
+}
+
+void MpiCommunicator::wait_collective(MPI_Request& request, const char* call) {
+  PollSchedule schedule;
+  schedule.timeout = timeout_;
+  const WaitOutcome outcome = poll_until(
+      [&] {
+        int done = 0;
+        check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), call);
+        return done != 0 ? PollState::kDone : PollState::kPending;
+      },
+      schedule);
+  if (outcome == WaitOutcome::kDone) return;
+  // The request stays pending: the caller ends the job (MPI_Abort), which is the only way
+  // out of a collective that a lost rank will never join.
+  // Which rank did not join is not observable; every other rank is named, so that in a
+  // job of two hosts the message names the lost one.
+  std::string others;
+  constexpr int kNamed = 8;
+  int named = 0;
+  for (int r = 0; r < size_ && named < kNamed; ++r) {
+    if (r == rank_) continue;
+    others += str_cat(named == 0 ? "" : ", ", "rank ", r, " on ", hosts_[static_cast<size_t>(r)]);
+    ++named;
+  }
+  if (size_ - 1 > kNamed) others += str_cat(" and ", size_ - 1 - kNamed, " more");
+  throw SystemError(str_cat(call, ": not every rank joined within ", describe_timeout(timeout_),
+                            " (--comm-timeout) while waiting for ", others,
+                            ": a rank, its host or the network to it is lost or stalled"));
+}
+
 void MpiCommunicator::allreduce_sum(std::span<int64_t> data) {
-  allreduce_sum_in_place(comm_, data, MPI_INT64_T, max_count_);
+  allreduce_sum_in_place(comm_, data, MPI_INT64_T, max_count_,
+                         [this](MPI_Request& r, const char* call) { wait_collective(r, call); });
 }
 
 void MpiCommunicator::allreduce_sum(std::span<uint64_t> data) {
-  allreduce_sum_in_place(comm_, data, MPI_UINT64_T, max_count_);
+  allreduce_sum_in_place(comm_, data, MPI_UINT64_T, max_count_,
+                         [this](MPI_Request& r, const char* call) { wait_collective(r, call); });
 }
 
 void MpiCommunicator::allgather(std::span<const uint32_t> local, std::span<uint32_t> all) {
@@ -136,10 +186,12 @@ void MpiCommunicator::allgather(std::span<const uint32_t> local, std::span<uint3
       counts[static_cast<size_t>(r)] = static_cast<int>(slice.size());
       displacements[static_cast<size_t>(r)] = static_cast<int>(slice.begin);
     }
-    check(MPI_Allgatherv(in_place ? MPI_IN_PLACE : local.data(), static_cast<int>(local.size()),
-                         MPI_UINT32_T, all.data(), counts.data(), displacements.data(),
-                         MPI_UINT32_T, comm_),
-          "MPI_Allgatherv");
+    MPI_Request request = MPI_REQUEST_NULL;
+    check(MPI_Iallgatherv(in_place ? MPI_IN_PLACE : local.data(), static_cast<int>(local.size()),
+                          MPI_UINT32_T, all.data(), counts.data(), displacements.data(),
+                          MPI_UINT32_T, comm_, &request),
+          "MPI_Iallgatherv");
+    wait_collective(request, "MPI_Allgatherv");
     return;
   }
   // Allgatherv displacements are ints: beyond them, each rank broadcasts its slice.
@@ -147,8 +199,10 @@ void MpiCommunicator::allgather(std::span<const uint32_t> local, std::span<uint3
   for (int r = 0; r < size_; ++r) {
     const ShardRange slice = shard_range(n, r, size_);
     for_each_chunk(slice.size(), max_count_, [&](int64_t offset, int count) {
-      check(MPI_Bcast(all.data() + slice.begin + offset, count, MPI_UINT32_T, r, comm_),
-            "MPI_Bcast");
+      MPI_Request request = MPI_REQUEST_NULL;
+      check(MPI_Ibcast(all.data() + slice.begin + offset, count, MPI_UINT32_T, r, comm_, &request),
+            "MPI_Ibcast");
+      wait_collective(request, "MPI_Bcast");
     });
   }
 }
@@ -156,12 +210,16 @@ void MpiCommunicator::allgather(std::span<const uint32_t> local, std::span<uint3
 void MpiCommunicator::broadcast(std::span<std::byte> data, int root) {
   PGKM_ASSERT(root >= 0 && root < size_, "broadcast root ", root, " of ", size_, " ranks");
   for_each_chunk(static_cast<int64_t>(data.size()), max_count_, [&](int64_t offset, int count) {
-    check(MPI_Bcast(data.data() + offset, count, MPI_BYTE, root, comm_), "MPI_Bcast");
+    MPI_Request request = MPI_REQUEST_NULL;
+    check(MPI_Ibcast(data.data() + offset, count, MPI_BYTE, root, comm_, &request), "MPI_Ibcast");
+    wait_collective(request, "MPI_Bcast");
   });
 }
 
 void MpiCommunicator::barrier() {
-  check(MPI_Barrier(comm_), "MPI_Barrier");
+  MPI_Request request = MPI_REQUEST_NULL;
+  check(MPI_Ibarrier(comm_, &request), "MPI_Ibarrier");
+  wait_collective(request, "MPI_Barrier");
 }
 
 MpiCommunicator::PendingSend MpiCommunicator::send_bytes(int dest, int tag,

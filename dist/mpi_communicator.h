@@ -10,6 +10,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -69,6 +70,8 @@ inline constexpr int64_t kMpiMaxChunkBytes = int64_t{1} << 30;
 // A Communicator over a private duplicate of an MPI communicator (MPI_Comm_dup), so its
 // messages never match anyone else's. Messages longer than kMpiMaxCount elements are
 // cut into several MPI calls. Use from the main thread only; not copyable or movable.
+// Collectives are started non-blocking and polled with a deadline (set_timeout): a rank
+// that never joins ends the wait with an error instead of hanging the job.
 //
 // Point-to-point byte messages (send_bytes / recv_bytes), protocol:
 //   1. a header: one uint64 (MPI_UINT64_T), the payload length L in bytes;
@@ -122,8 +125,21 @@ class MpiCommunicator final : public Communicator {
   // The duplicated communicator, for MPI calls this class does not wrap.
   MPI_Comm comm() const { return comm_; }
 
+  // The most one collective (allreduce_sum, allgather, broadcast, barrier) may wait for
+  // the other ranks; > 0. Default 300 s (QuantizeParams::comm_timeout, --comm-timeout).
+  void set_timeout(std::chrono::milliseconds timeout);
+  std::chrono::milliseconds timeout() const { return timeout_; }
+
  private:
+  // Polls a started collective (MPI_Test, dist/poll_deadline.h) until it completes or the
+  // timeout passes: then throws SystemError naming `call` and the timeout, leaving the
+  // request pending for the job's abort. A blocking MPI collective whose peer's host
+  // vanished (no TCP reset: a cut link, a powered-off node) never returns.
+  void wait_collective(MPI_Request& request, const char* call);
+
   MPI_Comm comm_ = MPI_COMM_NULL;
+  std::chrono::milliseconds timeout_{std::chrono::seconds(300)};
+  std::vector<std::string> hosts_;  // MPI_Get_processor_name of each rank
   int rank_ = 0;
   int size_ = 1;
   int64_t max_count_ = kMpiMaxCount;

@@ -4,6 +4,7 @@
 
 #include "core/errors.h"
 #include "dist/mpi_communicator.h"
+#include "dist/orphan_watchdog.h"
 #include "dist/world.h"
 
 namespace pgkm {
@@ -47,7 +48,10 @@ class MpiLayerChannel final : public LayerChannel {
 class MpiWorld final : public World {
  public:
   MpiWorld(int* argc, char*** argv)
-      : session_(argc, argv), everyone_(MPI_COMM_WORLD), channel_(everyone_) {}
+      : session_(argc, argv), everyone_(MPI_COMM_WORLD), channel_(everyone_) {
+    // A rank whose daemon is gone (its host cut off, the daemon killed) ends itself.
+    if (size() > 1) start_orphan_watchdog(where());
+  }
   int rank() const override { return session_.world_rank(); }
   int size() const override { return session_.world_size(); }
   int local_rank() const override { return session_.local_rank(); }
@@ -56,6 +60,9 @@ class MpiWorld final : public World {
   LayerChannel& layers() override { return channel_; }
   std::string where() const override {
     return "rank " + std::to_string(rank()) + " on " + session_.hostname();
+  }
+  void set_comm_timeout(std::chrono::milliseconds timeout) override {
+    everyone_.set_timeout(timeout);
   }
   [[noreturn]] void abort(int code) override { MpiSession::abort(code); }
 

@@ -4,6 +4,7 @@
 // world is one rank.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -25,6 +26,9 @@ class World {
   virtual LayerChannel& layers() = 0;
   // "rank 2 on node7" (or "" for a one-rank world), to prefix errors.
   virtual std::string where() const = 0;
+  // The most one wait for the other ranks (a collective) may take before it fails
+  // (--comm-timeout); nothing to wait for in a one-process world.
+  virtual void set_comm_timeout(std::chrono::milliseconds) {}
   // Ends every rank of the job at once (after an error on this one); never returns.
   [[noreturn]] virtual void abort(int code) = 0;
 };

@@ -141,6 +141,17 @@ class LayerCheckpoints {
   std::string dir_;
 };
 
+// One object `ArchiveReader::verify` could not read back intact.
+struct ArchiveDamage {
+  std::string object;   // "layer 'enc.0.weight'", "tensor 'bias'", "/source/layout", ...
+  std::string message;  // why: the reader's error (checksum mismatch, code >= K, ...)
+};
+
+struct ArchiveVerification {
+  size_t objects = 0;                  // objects checked, damaged ones included
+  std::vector<ArchiveDamage> damaged;  // in archive order
+};
+
 // A validated, read-only view of an archive.
 class ArchiveReader {
  public:
@@ -166,6 +177,11 @@ class ArchiveReader {
   // when the archive records none (schema v1).
   std::optional<SourceLayout> read_source_layout() const;
   std::vector<SourceFile> read_source_files() const;  // empty when none are recorded
+  // Reads every layer group, kept tensor and /source dataset with every check the
+  // readers above make (checksums, codes < K, finite centroids, sizes) and carries on past
+  // damage, so the result names every damaged object. Throws only when the archive's
+  // structure itself (the /layers or /tensors listing) cannot be read (io/archive_verify.cpp).
+  ArchiveVerification verify() const;
 
  private:
   ArchiveReader(std::string path, H5File file);

@@ -79,4 +79,32 @@ std::optional<ModelSource> read_source_group(const H5Site& site, hid_t root,
   return source;
 }
 
+void verify_source_group(const H5Site& site, hid_t root, int64_t format_version,
+                         const ObjectCheck& check) {
+  if (!link_exists(site, root, kSourceGroup)) return;
+  H5Group group = open_group(site, root, kSourceGroup);
+  check("/source/layout", [&] {
+    const std::vector<uint8_t> layout =
+        read_bytes(site, group.get(), "layout", "/source/layout", "/source/layout", format_version);
+    parse_layout_json(std::string(layout.begin(), layout.end()), site.path());
+  });
+  H5Group files = open_group(site, group.get(), "files");
+  for (const std::string& link : child_names(site, files.get(), "/source/files")) {
+    const std::string what = str_cat("source file '", link, "'");
+    check(what, [&] {
+      std::string path;
+      {
+        H5Object obj(
+            site.check_id(H5Oopen(files.get(), link.c_str(), H5P_DEFAULT), "H5Oopen", what));
+        path = read_attr_string(site, obj.get(), "name", what);
+      }
+      check_relative_path(path, site.path());
+      if (escape_name(path) != link) {
+        site.fail(str_cat("source file '", path, "' is stored under the wrong name '", link, "'"));
+      }
+      read_bytes(site, files.get(), link, what, path, format_version);
+    });
+  }
+}
+
 }  // namespace pgkm::io

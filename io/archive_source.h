@@ -12,7 +12,9 @@
 
 #include <hdf5.h>
 
+#include <functional>
 #include <optional>
+#include <string>
 
 #include "io/hdf5_util.h"
 #include "io/model_source.h"
@@ -31,5 +33,14 @@ void write_source_group(const H5Site& site, hid_t root, const ModelSource& sourc
 // archive has no /source group (schema v1).
 std::optional<ModelSource> read_source_group(const H5Site& site, hid_t root,
                                              int64_t format_version);
+
+// Reads one stored object for `pgkm inspect --verify`: `read` throws pgkm::Error when the
+// object is damaged; the callee records it under `object` and carries on.
+using ObjectCheck =
+    std::function<void(const std::string& object, const std::function<void()>& read)>;
+// Checks /source object by object (the layout, then each file) through `check`, so that
+// one damaged file does not hide the next; nothing when the archive has no /source.
+void verify_source_group(const H5Site& site, hid_t root, int64_t format_version,
+                         const ObjectCheck& check);
 
 }  // namespace pgkm::io

@@ -4,10 +4,12 @@
 #include <string>
 #include <vector>
 
+#include "core/errors.h"
 #include "core/text.h"
 #include "engine/layout.h"
 #include "engine/size_plan.h"
 #include "io/archive.h"
+#include "io/hdf5_util.h"
 #include "io/safetensors.h"
 #include "launch/commands.h"
 #include "launch/format.h"
@@ -15,6 +17,10 @@
 #include "pipeline/reconstruct.h"
 
 namespace pgkm {
+void set_verbose(bool on) {
+  io::print_hdf5_error_stacks(on);
+}
+
 void run_inspect(const std::string& path) {
   const io::ArchiveReader archive = io::ArchiveReader::open(path);
   const auto names = archive.layer_names();
@@ -57,6 +63,18 @@ void run_inspect(const std::string& path) {
   std::printf("total: %zu layers quantized, %zu tensors kept, %zu source files (%s MiB); %s\n",
               names.size(), kept.size(), files.size(),
               mib(static_cast<double>(file_bytes), 2).c_str(), totals_text(totals).c_str());
+}
+
+void run_verify(const std::string& path) {
+  const io::ArchiveReader archive = io::ArchiveReader::open(path);
+  const io::ArchiveVerification v = archive.verify();
+  for (const io::ArchiveDamage& d : v.damaged)
+    std::printf("damaged: %s: %s\n", d.object.c_str(), d.message.c_str());
+  if (!v.damaged.empty()) {
+    throw InputError(
+        path, str_cat(v.damaged.size(), " of ", v.objects, " objects damaged (listed above)"));
+  }
+  std::printf("%s: verified %zu objects\n", path.c_str(), v.objects);
 }
 
 void run_reconstruct(const std::string& path, const std::string& out) {

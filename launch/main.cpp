@@ -76,7 +76,8 @@ void add_quantize(CLI::App& app, pgkm::QuantizeParams& p, pgkm::World& world) {
       ->check(CLI::NonNegativeNumber);
   q->add_option_function<int64_t>(
        "--comm-timeout", [&p](int64_t s) { p.comm_timeout = std::chrono::seconds(s); },
-       "Seconds any wait for other ranks may take before the job ends (default 300)")
+       "Seconds one collective (MPI or NCCL) may wait for the other ranks before the job "
+       "ends, naming them (default 300)")
       ->check(CLI::PositiveNumber);
   q->callback([&p, &world] { pgkm::run_quantize(p, world); });
 }
@@ -100,15 +101,28 @@ int main(int argc, char** argv) {
   CLI::App app{"pgkm: product quantization of neural networks with Partitioning-Guided k-means"};
   app.require_subcommand(1);
   app.set_version_flag("--version", PGKM_VERSION);
+  // Global, before or after the subcommand (fallthrough); its callback runs before any
+  // subcommand's, so the first HDF5 failure is already printed in full.
+  app.fallthrough();
+  app.add_flag_callback(
+      "--verbose", [] { pgkm::set_verbose(true); },
+      "Print libraries' whole diagnostics on failure (HDF5's error stack)");
   pgkm::QuantizeParams quantize;
   add_quantize(app, quantize, *world);
   std::string archive, out;
   CLI::App* inspect = app.add_subcommand("inspect", "Print the layers and totals of an archive");
   inspect->add_option("archive", archive, "Archive (.h5)")->required();
+  bool verify = false;
+  inspect->add_flag("--verify", verify,
+                    "Read every stored object back, list each damaged one; exit 1 on any");
   // Reading an archive is one process's work: under mpirun only rank 0 does it, so ranks
   // neither print the table N times nor race to write the same reconstruction.
   inspect->callback([&] {
-    if (world->rank() == 0) pgkm::run_inspect(archive);
+    if (world->rank() != 0) return;
+    if (verify)
+      pgkm::run_verify(archive);
+    else
+      pgkm::run_inspect(archive);
   });
   CLI::App* reconstruct =
       app.add_subcommand("reconstruct", "Write dequantized weights as safetensors");

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what pgkm builds, tests and runs with: Debian packages (compiler, CMake,
 # GoogleTest, Google Benchmark, HDF5, yaml-cpp, nlohmann-json, CLI11, clang-format, Open MPI,
-# and Slurm with munge for the batch-job test) and the Python packages the end-to-end tests
+# Slurm with munge for the batch-job test, and iproute2 and util-linux (`ip netns`,
+# `unshare`) for the multi-host test) and the Python packages the end-to-end tests
 # use (numpy, h5py, safetensors). Idempotent.
 set -euo pipefail
 sudo_cmd=""
 if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 packages=(cmake make g++ libgtest-dev libgmock-dev libbenchmark-dev clang-format
           libhdf5-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
-          openmpi-bin libopenmpi-dev slurm-wlm munge)
+          openmpi-bin libopenmpi-dev slurm-wlm munge iproute2 util-linux)
 # python3 may come from elsewhere (pyenv); ask apt for it only when there is none with pip.
 if ! python3 -m pip --version >/dev/null 2>&1; then packages+=(python3 python3-pip); fi
 missing=()

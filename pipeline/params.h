@@ -39,8 +39,9 @@ struct QuantizeParams {
   // A layer costing more than this many fair shares (total cost / ranks) is split over
   // every rank instead of given to one.
   double shard_threshold = 1.0;
-  // The most any wait for other ranks may take before the job is ended (NCCL: every
-  // collective and the communicator's start; dist/nccl_communicator.h). > 0.
+  // The most any wait for other ranks may take before the job is ended: every MPI
+  // collective (dist/mpi_communicator.h), every NCCL collective and the NCCL
+  // communicator's start (dist/nccl_communicator.h). > 0.
   std::chrono::seconds comm_timeout{300};
 };
 

@@ -148,6 +148,9 @@ void write_kept_tensors(const io::SafetensorsModel& model, const std::vector<std
 
 RunSummary quantize_model(const QuantizeParams& params, World& world, QuantizeObserver& observer) {
   validate(params);
+  // Every collective from here on fails (and the job ends) after this long without a
+  // rank that answers, instead of hanging on a lost host.
+  world.set_comm_timeout(params.comm_timeout);
   const bool root = world.rank() == 0;
   const auto start = std::chrono::steady_clock::now();
   const io::SafetensorsModel model = io::SafetensorsModel::open(params.model);

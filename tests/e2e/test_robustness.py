@@ -165,6 +165,45 @@ class TestIntegrity(Base):
                 self.assert_error(self.pgkm(*cmd), 1, "b.h5", name, "checksum mismatch")
             self.assertFalse(os.path.exists(self.path("r.safetensors")))
 
+    def test_verify_lists_every_damaged_object(self):
+        self.small()
+        self.quantize("model.safetensors", "config.yaml", "a.h5")
+        r = self.pgkm("inspect", "a.h5", "--verify")
+        self.assert_ok(r)
+        with h5py.File(self.path("a.h5"), "r") as f:
+            objects = (len(f["layers"]) + len(f["tensors"]) + 1 + len(f["source"]["files"]))
+        self.assertEqual(r.stdout.strip().splitlines(), [f"a.h5: verified {objects} objects"])
+        # Damage in two different layers: both are named, and the check goes on past the
+        # first (plain inspect stops at it).
+        damaged = ["layers.0.fc1.weight", "embed_tokens.weight"]
+        self.flip_dataset_byte("a.h5", f"layers/{damaged[0]}/codes")
+        self.flip_dataset_byte("a.h5", f"layers/{damaged[1]}/centroids")
+        r = self.pgkm("inspect", "a.h5", "--verify")
+        self.assert_error(r, 1, "a.h5", f"2 of {objects} objects damaged")
+        listed = [l for l in r.stdout.splitlines() if l.startswith("damaged: ")]
+        self.assertEqual(len(listed), 2, r.stdout)
+        for name, line in zip(damaged, sorted(listed, key=lambda l: damaged[0] not in l)):
+            self.assertIn(f"layer '{name}'", line)
+            self.assertIn("checksum mismatch", line)
+        self.assert_error(self.pgkm("inspect", "a.h5"), 1, "checksum mismatch")
+
+    def test_verify_checks_kept_tensors_and_source_files(self):
+        os.makedirs(self.path("m"))
+        mm.write_safetensors(self.path("m/model.safetensors"), mm.small_model("F32"))
+        self.write_text("m/config.json", '{"model_type": "test"}\n')
+        self.write_text("config.yaml", mm.SMALL_CONFIG)
+        self.quantize("m", "config.yaml", "a.h5")
+        with h5py.File(self.path("a.h5"), "r") as f:
+            source_file = next(iter(f["source"]["files"]))
+        self.flip_dataset_byte("a.h5", "tensors/layers.0.fc1.bias")
+        self.flip_dataset_byte("a.h5", f"source/files/{source_file}")
+        r = self.pgkm("inspect", "a.h5", "--verify")
+        self.assert_error(r, 1, "objects damaged")
+        listed = [l for l in r.stdout.splitlines() if l.startswith("damaged: ")]
+        self.assertEqual(len(listed), 2, r.stdout)
+        self.assertIn("tensor 'layers.0.fc1.bias'", listed[0])
+        self.assertIn(f"source file '{source_file}'", listed[1])
+
     def test_corrupt_part_is_redone_on_resume(self):
         self.big(n_layers=3, rows=256)
         proc = self.start_big("a.h5", iters=60)
@@ -223,6 +262,30 @@ class TestFailures(Base):
             finally:
                 subprocess.run(["umount", fs], check=True)
         self.assertTrue(seen_parts, "no size left a finished checkpoint behind")
+
+    def test_hdf5_error_stack_only_with_verbose(self):
+        if os.geteuid() != 0:
+            self.skipTest("mounting a small tmpfs needs root")
+        self.small()
+        fs = self.path("fs")
+        os.makedirs(fs)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", fs],
+                          capture_output=True).returncode != 0:
+            self.skipTest("cannot mount a tmpfs here")
+        try:
+            args = ["quantize", "model.safetensors", "--config", "config.yaml",
+                    "--out", "fs/a.h5", "--iters", "2"]
+            r = self.pgkm(*args)
+            self.assert_error(r, 1, "fs/a.h5", "no space left on device")
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertNotIn("HDF5-DIAG", r.stderr)
+            for verbose in (["--verbose", *args], [*args, "--verbose"]):
+                r = self.pgkm(*verbose)
+                self.assert_error(r, 1, "fs/a.h5", "no space left on device")
+                self.assertIn("HDF5-DIAG: Error detected in HDF5", r.stderr)
+                self.assertIn("No space left on device", r.stderr)  # the stack's own text
+        finally:
+            subprocess.run(["umount", fs], check=True)
 
     def test_sigint_removes_the_temporary_archive_and_keeps_checkpoints(self):
         self.big(n_layers=4, rows=256)

@@ -203,6 +203,37 @@ TEST(MpiCommunicator, FailedCallThrowsSystemError) {
   comm.barrier();
 }
 
+// A collective that a rank joins too late fails on the others at the deadline, naming
+// the ranks it waited for (--comm-timeout; a lost host never joins at all).
+TEST(MpiCommunicator, CollectiveTimesOutNamingTheOtherRanks) {
+  MpiCommunicator comm(MPI_COMM_WORLD);
+  EXPECT_EQ(comm.timeout(), std::chrono::seconds(300));
+  if (comm.size() < 2) GTEST_SKIP() << "needs a second rank";
+  comm.set_timeout(std::chrono::milliseconds(200));
+  if (comm.rank() == 1) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    comm.barrier();  // completes: every other rank entered it long ago
+  } else {
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      comm.barrier();
+      ADD_FAILURE() << "no timeout";
+    } catch (const SystemError& e) {
+      const std::string text = e.what();
+      EXPECT_NE(text.find("MPI_Barrier: not every rank joined within 0.2 s (--comm-timeout)"),
+                std::string::npos)
+          << text;
+      EXPECT_NE(text.find("rank 1 on " + g_session->hostname()), std::string::npos) << text;
+      EXPECT_EQ(text.find(str_cat("rank ", comm.rank(), " on")), std::string::npos) << text;
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1400));
+  }
+  // The timed-out barrier is still pending on the early ranks and completes when rank 1
+  // joins; the next one needs every rank again.
+  comm.set_timeout(std::chrono::seconds(60));
+  comm.barrier();
+}
+
 }  // namespace
 }  // namespace pgkm
 
