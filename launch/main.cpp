@@ -24,8 +24,7 @@ CLI::Validator choices(std::initializer_list<Enum> values, const char* (*name)(E
   return CLI::Validator(
       [map, listed](std::string& text) -> std::string {
         const auto found = map.find(text);
-        if (found == map.end())
-          return "'" + text + "' is not one of " + listed;
+        if (found == map.end()) return "'" + text + "' is not one of " + listed;
         text = std::to_string(static_cast<int>(found->second));
         return {};
       },
