@@ -16,6 +16,9 @@
 #include "core/text.h"
 #include "io/config_detail.h"
 
+#include <yaml-cpp/anchor.h>
+#include <yaml-cpp/eventhandler.h>
+
 namespace pgkm::io {
 
 namespace detail {
@@ -381,6 +384,33 @@ QuantConfig::Format detect_format(const YAML::Node& root, const std::string& nam
                                  "(fairseq) or pgkm: 1 and rules: (native)"));
 }
 
+// The YAML documents in `text`, counted up to `limit`. Not YAML::LoadAll: yaml-cpp 0.7's
+// LoadAll loops forever on a stray ',' at the top level (its parser keeps returning an
+// empty document without consuming the token; found by fuzz_config), so the count is
+// bounded and the events are dropped.
+int count_documents(const std::string& text, int limit) {
+  struct IgnoreEvents : YAML::EventHandler {
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {}
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {}
+    void OnMapEnd() override {}
+  } ignore;
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  int documents = 0;
+  while (documents < limit && parser.HandleNextDocument(ignore))
+    ++documents;
+  return documents;
+}
+
 }  // namespace
 
 QuantConfig parse_config(std::string_view text, const std::string& name) {
@@ -388,13 +418,12 @@ QuantConfig parse_config(std::string_view text, const std::string& name) {
   config.path = name;
   config.text = std::string(text);
   try {
-    const std::vector<YAML::Node> documents = YAML::LoadAll(config.text);
-    if (documents.size() > 1) {
-      throw InputError(name, str_cat("holds ", documents.size(),
-                                     " YAML documents (separated by '---'); a config is one "
-                                     "document"));
+    const YAML::Node root = YAML::Load(config.text);
+    if (root.IsMap() && count_documents(config.text, 2) > 1) {
+      throw InputError(name,
+                       "holds 2 YAML documents or more (separated by '---'); a config is "
+                       "one document");
     }
-    const YAML::Node root = documents.empty() ? YAML::Node() : documents.front();
     config.format = detect_format(root, name);
     if (config.format == QuantConfig::Format::kFairseq) {
       config.fairseq = detail::parse_fairseq(root, name);

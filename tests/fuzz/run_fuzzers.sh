@@ -52,6 +52,7 @@ seed_fuzz_config() {
   printf "$head'fc\377'\n" >"$1/utf8.yaml"
   printf "$head'.*'\n---\npgkm: 1\n" >"$1/two_docs.yaml"
   printf 'layers_to_quantize:\n  - %s\n' "$(printf '(%.0s' {1..5000})" >"$1/fairseq_deep.yaml"
+  printf '# found by fuzz_config: LoadAll looped forever\n, a\n  - b\n' >"$1/stray_comma.yaml"
 }
 
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
