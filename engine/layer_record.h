@@ -42,6 +42,13 @@ struct LayerRecord {
   std::vector<float> centroids;  // [K, b] row-major
   std::vector<uint32_t> codes;   // [numel / b] in fairseq order, each < K
   std::vector<uint64_t> counts;  // [K] subvectors per code
+  // Importance weighting (docs/CONFIG.md, "Importance"): empty for a plain layer, else
+  // one scale s_c > 0 per column of the (rows, row_length) weight. The k-means ran on
+  // W[:, c] * s_c, so the centroids live in that scaled space and the dequantized weight
+  // is centroid / s_c (engine/layout.h reconstruct_weight). Stored as the archive's
+  // "column_scales" dataset (schema v4), so not in the field table below.
+  std::vector<float> column_scales;
+  bool importance_weighted() const { return !column_scales.empty(); }
 };
 
 // Where a field goes. A field's `name` is its HDF5 attribute, JSON key and wire name.
@@ -94,6 +101,7 @@ void for_each_layer_field(Record& r, Visit&& visit) {
   visit(FieldInfo{"distinct_vectors", kArchive | kWire, true}, t.distinct_vectors);
   visit(FieldInfo{"clustered_points", kArchive | kWire, true}, t.clustered_points);
   visit(FieldInfo{"objective", kAll, true}, t.objective);
+  visit(FieldInfo{"plain_objective", kReport | kWire, true}, t.plain_objective);
   visit(FieldInfo{"seconds", kAll, true}, t.seconds_total);
   visit(FieldInfo{"stopped_early", kArchive | kWire, true}, t.stopped_early);
   visit(FieldInfo{"stop_reason", kWire, true}, t.stop_reason);

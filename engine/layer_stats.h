@@ -24,7 +24,11 @@ struct IterationStats {
 struct LayerStats {
   int64_t empty_clusters = 0;  // codes no input vector uses
   double objective = 0;        // final sum of squared errors over all input vectors
-  int64_t initial_empty = 0;   // empty clusters of the initial state
+  // The same error of the dequantized weight in the source's own units. Equal to
+  // `objective` for a plain layer; for an importance-weighted one `objective` is the
+  // weighted error (the k-means runs on scaled columns) and this the unweighted one.
+  double plain_objective = 0;
+  int64_t initial_empty = 0;  // empty clusters of the initial state
   int iterations_run = 0;
   int resolution_rounds = 0;   // total over iterations
   double seconds_resolve = 0;  // total over iterations

@@ -189,8 +189,26 @@ std::vector<float> extract_subvectors(const WeightView& w, const BlockLayout& la
   return vectors;
 }
 
+void scale_subvectors(const BlockLayout& layout, std::span<const float> column_scales,
+                      std::span<float> vectors) {
+  const int b = layout.block_size;
+  PGKM_ASSERT(column_scales.size() == static_cast<size_t>(layout.row_length));
+  PGKM_ASSERT(vectors.size() == static_cast<size_t>(layout.n_vectors() * b));
+  for (int64_t blk = 0; blk < layout.blocks_per_row(); ++blk) {
+    const float* s = column_scales.data() + static_cast<size_t>(blk * b);
+    for (int64_t row = 0; row < layout.rows; ++row) {
+      float* v = vectors.data() + static_cast<size_t>((blk * layout.rows + row) * b);
+      for (int d = 0; d < b; ++d)
+        v[d] *= s[d];
+    }
+  }
+}
+
 void reconstruct_weight(const BlockLayout& layout, std::span<const float> centroids,
-                        std::span<const uint32_t> codes, std::span<float> out) {
+                        std::span<const uint32_t> codes, std::span<float> out,
+                        std::span<const float> column_scales) {
+  PGKM_ASSERT(column_scales.empty() ||
+              column_scales.size() == static_cast<size_t>(layout.row_length));
   const int b = layout.block_size;
   const int64_t k = static_cast<int64_t>(centroids.size()) / b;
   PGKM_ASSERT(codes.size() == static_cast<size_t>(layout.n_vectors()));
@@ -202,6 +220,10 @@ void reconstruct_weight(const BlockLayout& layout, std::span<const float> centro
       const float* c = centroids.data() + static_cast<size_t>(code) * static_cast<size_t>(b);
       float* dst = out.data() + static_cast<size_t>(row * layout.row_length + blk * b);
       std::memcpy(dst, c, static_cast<size_t>(b) * sizeof(float));
+      if (column_scales.empty()) continue;
+      const float* s = column_scales.data() + static_cast<size_t>(blk * b);
+      for (int d = 0; d < b; ++d)
+        dst[d] = dst[d] / s[d];
     }
   }
 }

@@ -69,7 +69,17 @@ std::vector<float> extract_subvectors(const WeightView& w, const BlockLayout& la
 // Inverse of extract_subvectors for a quantized layer: writes the dequantized
 // weight (row-major, the tensor's original shape) to `out` [rows * row_length].
 // centroids: [k, b]; codes: [n_vectors], each < k.
+// column_scales: empty, or [row_length] scales s_c > 0 of an importance-weighted layer,
+// whose weight W[r, c] is then centroid / s_c, one float32 division (IEEE round to
+// nearest), the exact inverse contract of scale_subvectors.
 void reconstruct_weight(const BlockLayout& layout, std::span<const float> centroids,
-                        std::span<const uint32_t> codes, std::span<float> out);
+                        std::span<const uint32_t> codes, std::span<float> out,
+                        std::span<const float> column_scales = {});
+
+// Multiplies every coordinate of `vectors` (extract_subvectors' output for `layout`) by
+// the scale of its column: coordinate d of subvector j = blk * rows + row is column
+// blk * b + d. One float32 multiplication per weight. column_scales: [row_length].
+void scale_subvectors(const BlockLayout& layout, std::span<const float> column_scales,
+                      std::span<float> vectors);
 
 }  // namespace pgkm

@@ -13,8 +13,14 @@ namespace pgkm {
 // (shape, block size, K larger than the number of subvectors) throws InputError naming
 // the tensor and the value. Precondition: the weight's values were checked with
 // check_weight_values (where the model is read), so they are finite.
+//
+// column_scales: empty (plain), or one finite scale > 0 per column of the weight viewed as
+// (rows, row_length): the k-means then runs on W[:, c] * s_c, minimizing
+// sum_c s_c^2 (w_c - w_hat_c)^2, and the record keeps the scales (stats.objective is that
+// weighted error, stats.plain_objective the error of centroid / s_c against W).
 LayerRecord quantize_layer(const EngineContext& context, const WeightView& weight,
                            const LayerSettings& settings,
-                           const IterationCallback& on_iteration = {});
+                           const IterationCallback& on_iteration = {},
+                           std::span<const float> column_scales = {});
 
 }  // namespace pgkm

@@ -67,6 +67,16 @@ struct SizeFigures {
 };
 
 // One size field: its JSON key (report) and its label (text output).
+// An importance-weighted layer's float32 column scales (pgkm quantize --importance): real
+// archive bytes, and counted in SizeTracker's compressed size at the same 4 bytes, so a
+// weighted run's ratio includes what weighting costs.
+inline SizeFigures column_scale_sizes(size_t n_scales) {
+  SizeFigures f;
+  f.archive_bytes = 4 * n_scales;
+  f.tracker_compressed_mib = 4.0 * static_cast<double>(n_scales) / (1024.0 * 1024.0);
+  return f;
+}
+
 struct SizeField {
   const char* name;
   const char* label;

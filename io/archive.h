@@ -29,8 +29,9 @@ namespace pgkm::io {
 
 // The schema version this tool writes and the newest it reads (1: codes as one unsigned
 // integer each; 2: codes packed at ceil(log2 K) bits, and the /source group; 3: a
-// `checksum` attribute on every layer, kept tensor and source dataset, io/archive_checksum.h).
-inline constexpr int64_t kArchiveFormatVersion = 3;
+// `checksum` attribute on every layer, kept tensor and source dataset, io/archive_checksum.h;
+// 4: an importance-weighted layer's float32 `column_scales` dataset, docs/ARCHIVE.md).
+inline constexpr int64_t kArchiveFormatVersion = 4;
 
 // Root attributes: what produced the archive.
 struct ArchiveHeader {

@@ -74,6 +74,11 @@ std::string layer_checksum(const LayerRecord& layer) {
     e.item("centroids:f32", layer.centroids.data(), layer.centroids.size() * 4);
   }
   e.item("codes", layer.codes.data(), layer.codes.size() * sizeof(uint32_t));
+  // Only a weighted layer (schema v4) has scales, so a plain layer's checksum is the one
+  // schema v3 gave it.
+  if (!layer.column_scales.empty()) {
+    e.item("column_scales", layer.column_scales.data(), layer.column_scales.size() * 4);
+  }
   return e.hex();
 }
 

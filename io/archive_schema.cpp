@@ -22,6 +22,7 @@ namespace pgkm::io {
 namespace {
 
 constexpr const char* kFormatName = "pgkm";
+constexpr const char* kColumnScales = "column_scales";
 
 std::string dims_text(const std::vector<hsize_t>& dims) {
   return shape_text(dims);
@@ -151,6 +152,21 @@ void read_layer_datasets(const H5Site& site, hid_t group, const std::string& whe
   read_dataset(site, centroids, H5T_NATIVE_FLOAT, layer.centroids.data(),
                str_cat(where, ": dataset 'centroids'"));
 
+  // v4: an importance-weighted layer's column scales (absent for a plain layer).
+  if (format_version >= 4 && link_exists(site, group, kColumnScales)) {
+    const auto row = static_cast<hsize_t>(numel / layer.shape[0]);
+    DatasetInfo scales =
+        open_layer_dataset(site, group, where, kColumnScales, {row}, "the weight's row length");
+    if (scales.type_class != H5T_FLOAT || scales.type_size != 4) {
+      site.fail(str_cat(where, ": dataset 'column_scales' has elements of type ",
+                        type_class_name(scales.type_class), " of ", scales.type_size,
+                        " bytes, expected float32"));
+    }
+    layer.column_scales.resize(scales.n_elements);
+    read_dataset(site, scales, H5T_NATIVE_FLOAT, layer.column_scales.data(),
+                 str_cat(where, ": dataset 'column_scales'"));
+  }
+
   if (format_version >= 2) {
     read_packed_codes(site, group, where, n, layer);
     // v2 stores no counts: they are the histogram of the codes (a code >= K is reported
@@ -230,6 +246,15 @@ void validate_layer(const H5Site& site, const LayerRecord& layer) {
   for (size_t i = 0; i < layer.codes.size(); ++i) {
     PGKM_EXPECTS(layer.codes[i] < k, path, where, ": codes[", i, "] = ", layer.codes[i],
                  " is not below n_centroids ", k);
+  }
+  PGKM_EXPECTS(
+      layer.column_scales.empty() || layer.column_scales.size() == static_cast<size_t>(row), path,
+      where, ": column_scales has ", layer.column_scales.size(),
+      " values, expected the row length ", row);
+  for (size_t i = 0; i < layer.column_scales.size(); ++i) {
+    PGKM_EXPECTS(std::isfinite(layer.column_scales[i]) && layer.column_scales[i] > 0, path, where,
+                 ": column_scales value ", i, " is ", layer.column_scales[i],
+                 ", expected a finite value > 0");
   }
   PGKM_EXPECTS(layer.counts.size() == static_cast<size_t>(k), path, where, ": counts has ",
                layer.counts.size(), " entries, expected n_centroids = ", k);
@@ -377,6 +402,10 @@ void write_layer_group(const H5Site& site, hid_t layers, const LayerRecord& laye
                   layer.centroids.data());
   }
   write_packed_codes(site, g, layer);
+  if (!layer.column_scales.empty()) {
+    write_dataset(site, g, kColumnScales, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
+                  {static_cast<hsize_t>(layer.column_scales.size())}, layer.column_scales.data());
+  }
   write_checksum(site, g, layer_checksum(layer));
   // Last: a layer counts only once this mark follows all of its data.
   write_attr_int(site, g, "complete", 1);

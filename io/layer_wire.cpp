@@ -160,6 +160,7 @@ void for_each_field(Layer& l, F&& f) {
   f(l.centroids, "centroids");
   f(l.codes, "codes");
   f(l.counts, "counts");
+  f(l.column_scales, "column_scales");
 }
 
 }  // namespace
@@ -168,7 +169,7 @@ std::vector<std::byte> encode_layer(const LayerRecord& layer) {
   const size_t capacity = 512 + layer.name.size() + layer.stats.stop_reason.size() +
                           64 * layer.stats.per_iteration.size() + 8 * layer.shape.size() +
                           4 * layer.centroids.size() + 4 * layer.codes.size() +
-                          8 * layer.counts.size();
+                          8 * layer.counts.size() + 4 * layer.column_scales.size();
   Writer writer(capacity);
   writer.put_raw(kMagic, sizeof(kMagic));
   writer.put(kLayerWireVersion);

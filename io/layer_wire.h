@@ -26,7 +26,7 @@
 namespace pgkm::io {
 
 // The encoding's version; decode_layer reads only this one.
-inline constexpr uint32_t kLayerWireVersion = 2;
+inline constexpr uint32_t kLayerWireVersion = 3;  // 3: column_scales
 
 // Encodes every field of `layer` (format above).
 std::vector<std::byte> encode_layer(const LayerRecord& layer);

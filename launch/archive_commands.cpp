@@ -1,4 +1,5 @@
 // `pgkm inspect`, `pgkm reconstruct` and `pgkm export`: reading an archive back.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -35,9 +36,10 @@ void run_inspect(const std::string& path) {
   io::ReportTotals totals;
   for (const std::string& name : names) {
     const LayerRecord l = archive.read_layer(name);
-    const SizeFigures sizes = quantized_layer_sizes(
+    SizeFigures sizes = quantized_layer_sizes(
         element_count(l.shape), dtype_size(l.source_dtype), l.settings.block_size,
         l.settings.kmeans.n_centroids, l.settings.centroid_dtype == CentroidDtype::kF16 ? 2 : 4);
+    sizes += column_scale_sizes(l.column_scales.size());
     totals.sizes += sizes;
     std::printf("%-56s %-14s %-5s %3lld %6lld %-8s %6lld %12.5g %8.2f  %s\n", l.name.c_str(),
                 shape_text(l.shape).c_str(), dtype_name(l.source_dtype),
@@ -46,6 +48,15 @@ void run_inspect(const std::string& path) {
                 algorithm_name(l.settings.kmeans.algorithm),
                 static_cast<long long>(l.stats.empty_clusters), l.stats.objective,
                 l.stats.seconds_total, sizes_text(sizes, 3).c_str());
+    if (l.importance_weighted()) {
+      float lo = l.column_scales[0], hi = lo;
+      for (float v : l.column_scales) {
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+      std::printf("%-56s importance-weighted: %zu column scales in [%.4g, %.4g]\n", "",
+                  l.column_scales.size(), lo, hi);
+    }
   }
   const auto kept = archive.kept_names();
   for (const std::string& name : kept) {

@@ -78,6 +78,17 @@ void add_quantize(CLI::App& app, pgkm::QuantizeParams& p, pgkm::World& world) {
        "Seconds one collective (MPI or NCCL) may wait for the other ranks before the job "
        "ends, naming them (default 300)")
       ->check(CLI::PositiveNumber);
+  q->add_option("--importance", p.importance,
+                "Calibration statistics (launch/calibrate.py): weight each Linear's error by "
+                "its inputs' mean square");
+  q->add_option("--importance-exponent", p.importance_exponent,
+                "alpha in s_c = (h_c / mean h)^(alpha/2) (default 0.5)")
+      ->check(CLI::Range(0.0, 4.0));
+  q->add_option_function<std::string>(
+       "--importance-missing",
+       [&p](const std::string& v) { p.importance_missing_plain = v == "plain"; },
+       "A quantized Linear the importance file lacks: error (default) or plain")
+      ->check(CLI::IsMember({"error", "plain"}));
   q->callback([&p, &world] { pgkm::run_quantize(p, world); });
 }
 

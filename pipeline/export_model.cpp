@@ -162,6 +162,14 @@ ExportSummary export_model(const std::string& archive_path, ExportFormat format,
   ExportSummary summary;
   for (const std::string& name : archive.layer_names()) {
     LayerRecord l = archive.read_layer(name);
+    // AQLM's dequantization is codebooks[codes] * scales with one scale per output row
+    // (aqlm's `scales`); per-input-column scales do not fold into that, so a weighted
+    // Linear cannot be exported as codes (docs/CONFIG.md, "Importance").
+    PGKM_EXPECTS(!(l.importance_weighted() && l.module_type == ModuleType::kLinear), archive_path,
+                 "quantized Linear '", name,
+                 "' is importance-weighted (per-input-column scales, pgkm quantize "
+                 "--importance); AQLM stores only per-output-row scales, so it cannot be "
+                 "exported; quantize without --importance for AQLM, or use pgkm reconstruct");
     if (l.module_type == ModuleType::kLinear && l.shape.size() == 2) {
       PGKM_EXPECTS(name.ends_with(".weight"), archive_path, "quantized Linear '", name,
                    "' is not named <module>.weight, so its AQLM module has no name");

@@ -13,7 +13,7 @@ namespace pgkm {
 OwnedTensor dequantized_tensor(const LayerRecord& l) {
   const BlockLayout layout = make_block_layout(l.name, l.shape, l.settings.block_size);
   std::vector<float> weight(static_cast<size_t>(element_count(l.shape)));
-  reconstruct_weight(layout, l.centroids, l.codes, weight);
+  reconstruct_weight(layout, l.centroids, l.codes, weight, l.column_scales);
   const DType dtype = l.source_dtype;
   OwnedTensor t{l.name, dtype_name(dtype), l.shape, {}, l.name};
   t.bytes.resize(weight.size() * dtype_size(dtype));

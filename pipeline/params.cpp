@@ -31,6 +31,9 @@ void validate(const QuantizeParams& p) {
                p.shard_threshold, " is not a number >= 0");
   PGKM_EXPECTS(p.comm_timeout.count() > 0, "--comm-timeout", p.comm_timeout.count(),
                " s is not a positive number of seconds");
+  PGKM_EXPECTS(std::isfinite(p.importance_exponent) && p.importance_exponent >= 0 &&
+                   p.importance_exponent <= 4,
+               "--importance-exponent", p.importance_exponent, " is outside 0..4");
 }
 
 }  // namespace pgkm

@@ -43,6 +43,13 @@ struct QuantizeParams {
   // collective (dist/mpi_communicator.h), every NCCL collective and the NCCL
   // communicator's start (dist/nccl_communicator.h). > 0.
   std::chrono::seconds comm_timeout{300};
+  // Importance weighting (docs/CONFIG.md, "Importance"): a safetensors file of calibration
+  // statistics (launch/calibrate.py); empty for none. Each Linear's column c is scaled by
+  // s_c = (h_c / mean h)^(importance_exponent / 2) before clustering.
+  std::string importance;
+  double importance_exponent = 0.5;  // alpha, finite and in [0, 4]
+  // A quantized Linear the importance file does not name: an error, or a plain layer.
+  bool importance_missing_plain = false;
 };
 
 // Throws InputError naming the option for values no run can use (no --out without

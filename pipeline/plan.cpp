@@ -1,14 +1,17 @@
 #include "pipeline/plan.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <set>
 
+#include "core/digest.h"
 #include "core/errors.h"
 #include "engine/dtype.h"
 #include "engine/layout.h"
 #include "engine/size_plan.h"
+#include "pipeline/importance.h"
 
 namespace pgkm {
 namespace {
@@ -40,10 +43,12 @@ io::ReportLayer planned_row(const PlannedLayer& l) {
   row.record.module_type = l.plan.type;
   row.record.settings = l.settings;
   row.record.settings_digest = l.settings_digest;
+  row.record.column_scales = l.column_scales;
   if (const auto dtype = l.info->quantizable()) row.record.source_dtype = *dtype;
   row.sizes = quantized_layer_sizes(l.info->numel(), dtype_size(row.record.source_dtype),
                                     l.settings.block_size, l.settings.kmeans.n_centroids,
                                     centroid_bytes(l.settings.centroid_dtype));
+  row.sizes += column_scale_sizes(l.column_scales.size());
   return row;
 }
 
@@ -69,6 +74,15 @@ io::ReportTotals size_totals(const io::SafetensorsModel& model,
 }
 
 }  // namespace
+
+std::string planned_digest(const PlannedLayer& l) {
+  const std::string plain = settings_digest(l.settings);
+  if (l.column_scales.empty()) return plain;
+  std::string text = str_cat(plain, "|importance=", l.importance_exponent, "|");
+  const auto* first = reinterpret_cast<const char*>(l.column_scales.data());
+  text.append(first, l.column_scales.size() * sizeof(float));
+  return digest_hex(digest64(std::as_bytes(std::span(text.data(), text.size()))));
+}
 
 double ModelPlan::total_cost() const {
   double total = 0;
@@ -102,6 +116,7 @@ ModelPlan plan_model(const QuantizeParams& params, const io::SafetensorsModel& m
     out.rows.push_back(planned_row(l));
     out.layers.push_back(std::move(l));
   }
+  apply_importance(params, out);  // --importance: column scales, digests, sizes
   out.source_files = io::list_source_files(params.model);
   for (const std::string& skipped : out.source_files.skipped) {
     out.warnings.push_back(str_cat(params.model, ": not recorded in the archive: ", skipped));
@@ -116,10 +131,14 @@ std::vector<std::string> fit_centroid_dtypes(ModelPlan& plan, const io::Safetens
     PlannedLayer& l = plan.layers[i];
     if (l.settings.centroid_dtype != CentroidDtype::kF16) continue;
     if (l.info->quantizable() == DType::F16) continue;  // its values are float16 already
-    const float max_abs = max_abs_value(weight_view(model, *l.info));
+    // A weighted layer's centroids hold scaled weights: bound them by the largest scale.
+    float max_scale = 1;
+    for (float s : l.column_scales)
+      max_scale = std::max(max_scale, s);
+    const float max_abs = max_abs_value(weight_view(model, *l.info)) * max_scale;
     if (std::isfinite(f16_to_float(float_to_f16(max_abs)))) continue;
     l.settings.centroid_dtype = CentroidDtype::kF32;
-    l.settings_digest = settings_digest(l.settings);
+    l.settings_digest = planned_digest(l);
     plan.rows[i] = planned_row(l);
     warnings.push_back(str_cat("layer '", l.plan.tensor, "': its largest |value| ", max_abs,
                                " exceeds float16's range (65504), so its centroids are stored "

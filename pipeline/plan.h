@@ -21,7 +21,14 @@ struct PlannedLayer {
   LayerSettings settings;                // block size, K, algorithm, ... for this layer
   std::string settings_digest;           // settings_digest(settings)
   double cost = 0;                       // engine/size_plan.h clustering_cost
+  // Importance weighting (pipeline/importance.h): empty, or one scale per column.
+  std::vector<float> column_scales;
+  double importance_exponent = 0;  // the alpha the scales were made with
 };
+
+// settings_digest(l.settings), extended by the column scales and exponent for a weighted
+// layer, so --resume reuses a checkpoint only when its weighting is the same too.
+std::string planned_digest(const PlannedLayer& l);
 
 struct ModelPlan {
   std::vector<PlannedLayer> layers;   // sorted by tensor name
@@ -35,7 +42,8 @@ struct ModelPlan {
   std::vector<double> costs() const;  // [layers]
 };
 
-// Applies `config` to `model` with the run's defaults. Reads headers only. Throws
+// Applies `config` to `model` with the run's defaults, and params.importance's column
+// scales (pipeline/importance.h). Reads headers (and the importance file) only. Throws
 // InputError for a layer that cannot be quantized as asked (io::plan_layers).
 ModelPlan plan_model(const QuantizeParams& params, const io::SafetensorsModel& model,
                      const io::QuantConfig& config);

@@ -51,6 +51,11 @@ io::ArchiveHeader archive_header(const QuantizeParams& p, const io::QuantConfig&
   nlohmann::json settings = io::header_settings_json(p.defaults);
   settings["model"] = p.model;
   settings["config"] = p.config;
+  if (!p.importance.empty()) {
+    settings["importance"] = p.importance;
+    settings["importance_exponent"] = p.importance_exponent;
+    settings["importance_missing"] = p.importance_missing_plain ? "plain" : "error";
+  }
   h.settings_json = settings.dump();
   nlohmann::json files = nlohmann::json::object();
   for (const io::SafetensorsFile& f : model.shards())
@@ -84,10 +89,11 @@ class LayerProducer {
   // Clusters the layer over `group` (every rank of the group calls this).
   LayerRecord compute(const PlannedLayer& l, const std::string& digest, Communicator& group) {
     observer_.on_layer_start(l);
-    LayerRecord r =
-        quantize_layer({backend_, group, params_.search}, weight_view(model_, *l.info), l.settings,
-                       [&](const IterationStats& s) { observer_.on_iteration(l, s); });
+    LayerRecord r = quantize_layer(
+        {backend_, group, params_.search}, weight_view(model_, *l.info), l.settings,
+        [&](const IterationStats& s) { observer_.on_iteration(l, s); }, l.column_scales);
     r.module_type = l.plan.type;
+    r.settings_digest = l.settings_digest;  // planned_digest: the weighting included
     r.source_digest = digest;
     return r;
   }

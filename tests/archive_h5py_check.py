@@ -85,8 +85,8 @@ class Checker:
             return False
         if f.attrs["format"] != "pgkm":
             self.fail("root", f"format is {f.attrs['format']!r}, expected 'pgkm'")
-        if f.attrs["format_version"] not in (1, 2, 3):
-            self.fail("root", f"format_version is {f.attrs['format_version']}, expected 1, 2 or 3")
+        if f.attrs["format_version"] not in (1, 2, 3, 4):
+            self.fail("root", f"format_version is {f.attrs['format_version']}, expected 1..4")
             return False
         self.version = int(f.attrs["format_version"])
         for name in ("settings_json", "source_files"):
@@ -123,6 +123,8 @@ class Checker:
         expected = {"centroids": ((k, b), ("float16", "float32")), "codes": codes_spec}
         if self.version == 1:  # v2 stores no counts: np.bincount(codes, minlength=K)
             expected["counts"] = ((k,), ("uint32",))
+        if self.version >= 4 and "column_scales" in g:  # an importance-weighted layer
+            expected["column_scales"] = ((numel // shape[0],), ("float32",))
         for name, (want_shape, want_types) in expected.items():
             d = g.get(name)
             if not isinstance(d, h5py.Dataset):

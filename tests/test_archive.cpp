@@ -521,8 +521,8 @@ TEST_F(MalformedArchive, Hdf5WithAnotherFormat) {
 }
 
 TEST_F(MalformedArchive, FutureFormatVersion) {
-  set_version(4);
-  expect_error([&] { ArchiveReader::open(path_); }, {"format_version 4", "newer", "reads (3)"});
+  set_version(5);
+  expect_error([&] { ArchiveReader::open(path_); }, {"format_version 5", "newer", "reads (4)"});
 }
 
 TEST_F(MalformedArchive, MissingRootAttribute) {

@@ -148,12 +148,14 @@ TEST(LayerWire, WrongMagicThrows) {
 
 TEST(LayerWire, WrongVersionThrows) {
   auto bytes = encode_layer(make_layer(3, 2, 5));
-  bytes[8] = std::byte{3};
+  bytes[8] = std::byte{kLayerWireVersion + 1};
   try {
     decode_layer(bytes, "layer");
     FAIL() << "no exception";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("version 3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("version " + std::to_string(kLayerWireVersion + 1)),
+              std::string::npos)
+        << e.what();
   }
 }
 
