@@ -138,10 +138,18 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-void validate(const KMeansParams& p, const std::string& layer, std::span<const float> v, int dim) {
+void validate(const KMeansParams& p, const std::string& layer, std::span<const float> v, int dim,
+              std::span<const uint32_t> weights) {
   check_points(v, {}, dim, layer);
   const int64_t n = static_cast<int64_t>(v.size()) / dim;
   PGKM_EXPECTS(n > 0, layer, "no vectors to cluster (zero-size tensor)");
+  if (!weights.empty()) {
+    PGKM_EXPECTS(weights.size() == static_cast<size_t>(n), layer, weights.size(),
+                 " vector weights given for ", n, " vectors");
+    const auto zero = std::find(weights.begin(), weights.end(), 0u);
+    PGKM_EXPECTS(zero == weights.end(), layer, "vector ", zero - weights.begin(),
+                 " has weight 0, expected >= 1");
+  }
   PGKM_EXPECTS(p.n_centroids >= 1, layer, "number of centroids ", p.n_centroids, " must be >= 1");
   PGKM_EXPECTS(p.n_centroids <= n, layer, "number of centroids ", p.n_centroids,
                " exceeds the number of vectors ", n);
@@ -275,15 +283,17 @@ std::unique_ptr<ResidentPoints> upload_slice(Backend& backend, const PointSet& p
 
 KMeansResult run_kmeans(const EngineContext& context, const KMeansParams& params,
                         const std::string& layer, std::span<const float> vectors, int dim,
-                        const IterationCallback& on_iteration) {
+                        const IterationCallback& on_iteration,
+                        std::span<const uint32_t> vector_weights) {
   const auto start = Clock::now();
   Backend& backend = context.backend;
   Communicator& comm = context.group;
-  validate(params, layer, vectors, dim);
+  validate(params, layer, vectors, dim, vector_weights);
   KMeansResult result;
 
   auto phase = Clock::now();
   Deduplicated distinct = deduplicate(vectors, dim);
+  if (!vector_weights.empty()) apply_vector_weights(distinct, vector_weights, layer);
   result.distinct_vectors = distinct.points.size();
   // One scale for the whole layer, from the original data: consolidated points are
   // means of original ones, so the bound holds for them too.

@@ -79,8 +79,14 @@ using IterationCallback = std::function<void(const IterationStats&)>;
 // When the context's group has several ranks, every rank calls this with the same
 // arguments; each assigns its slice of the points and the group adds up sums and counts,
 // so every rank returns the same result, bit for bit the one a single rank computes.
+//
+// vector_weights: empty (every vector counts once), or [n] integer weights >= 1: the
+// k-means then minimizes sum_i w_i |x_i - c(i)|^2, exactly as if vector i were there
+// w_i times (deduplication adds the weights of identical vectors). `counts` stay the
+// number of vectors per code; `objective` is the weighted error.
 KMeansResult run_kmeans(const EngineContext& context, const KMeansParams& params,
                         const std::string& layer, std::span<const float> vectors, int dim,
-                        const IterationCallback& on_iteration = {});
+                        const IterationCallback& on_iteration = {},
+                        std::span<const uint32_t> vector_weights = {});
 
 }  // namespace pgkm

@@ -26,7 +26,8 @@ struct LayerStats {
   double objective = 0;        // final sum of squared errors over all input vectors
   // The same error of the dequantized weight in the source's own units. Equal to
   // `objective` for a plain layer; for an importance-weighted one `objective` is the
-  // weighted error (the k-means runs on scaled columns) and this the unweighted one.
+  // weighted error (the k-means runs on scaled columns, or on rows counted by their
+  // weight) and this the unweighted one.
   double plain_objective = 0;
   int64_t initial_empty = 0;  // empty clusters of the initial state
   int iterations_run = 0;

@@ -318,6 +318,21 @@ void add_members(const PointSet& points, std::span<const uint32_t> members, int6
 // Integer sums are exact, so any split of the members between threads gives the
 // same sums. Small sets, and calls from inside a parallel region, stay on the
 // calling thread without touching the OpenMP runtime (this runs once per cluster).
+void apply_vector_weights(Deduplicated& d, std::span<const uint32_t> vector_weights,
+                          const std::string& layer) {
+  PGKM_ASSERT(vector_weights.size() == d.source_to_point.size());
+  std::vector<uint64_t> sum(d.points.weight.size(), 0);
+  for (size_t i = 0; i < vector_weights.size(); ++i) {
+    PGKM_ASSERT(vector_weights[i] >= 1);
+    sum[d.source_to_point[i]] += vector_weights[i];
+  }
+  for (size_t p = 0; p < sum.size(); ++p) {
+    PGKM_EXPECTS(sum[p] <= UINT32_MAX, layer, "distinct subvector ", p, " has weight ", sum[p],
+                 " (its copies' row weights added up), more than 2^32 - 1");
+    d.points.weight[p] = static_cast<uint32_t>(sum[p]);
+  }
+}
+
 uint64_t exact_sums(const PointSet& points, std::span<const uint32_t> members, const FixedPoint& fp,
                     std::span<int64_t> sums) {
   PGKM_ASSERT(sums.size() == static_cast<size_t>(points.dim) && points.dim <= 64);

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kernels/fixed_point.h"
@@ -37,6 +38,13 @@ struct Deduplicated {
 // Groups identical vectors (bitwise equal after turning -0.0 into +0.0).
 // x: [n, dim] row-major.
 Deduplicated deduplicate(std::span<const float> x, int dim);
+
+// Gives every distinct point of `d` the sum of its source vectors' weights instead of
+// their number: vector_weights [n] (one per input vector of deduplicate, each >= 1).
+// Integer sums, so the result does not depend on the order or the thread count. Throws
+// InputError naming `layer` when a point's weight would not fit in 32 bits.
+void apply_vector_weights(Deduplicated& d, std::span<const uint32_t> vector_weights,
+                          const std::string& layer);
 
 // Exact weighted mean of the points `members` (indices into `points`), written to
 // `out` [dim]. Uses fixed-point sums, so the result does not depend on the order

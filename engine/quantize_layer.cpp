@@ -29,7 +29,8 @@ double plain_error(const WeightView& weight, const BlockLayout& layout, const La
 
 LayerRecord quantize_layer(const EngineContext& context, const WeightView& weight,
                            const LayerSettings& settings, const IterationCallback& on_iteration,
-                           std::span<const float> column_scales) {
+                           std::span<const float> column_scales,
+                           std::span<const uint32_t> row_weights) {
   const BlockLayout layout = make_block_layout(weight.name, weight.shape, settings.block_size);
   const int64_t k = settings.kmeans.n_centroids;
   PGKM_EXPECTS(k <= layout.n_vectors(), weight.name, k, " centroids requested but block size ",
@@ -45,10 +46,19 @@ LayerRecord quantize_layer(const EngineContext& context, const WeightView& weigh
     }
     scale_subvectors(layout, column_scales, vectors);
   }
+  // Subvector j holds part of row j % rows (engine/layout.h), so it takes that row's weight.
+  std::vector<uint32_t> vector_weights;
+  if (!row_weights.empty()) {
+    PGKM_EXPECTS(row_weights.size() == static_cast<size_t>(layout.rows), weight.name,
+                 row_weights.size(), " row weights given for ", layout.rows, " rows");
+    vector_weights.resize(static_cast<size_t>(layout.n_vectors()));
+    for (size_t j = 0; j < vector_weights.size(); ++j)
+      vector_weights[j] = row_weights[j % static_cast<size_t>(layout.rows)];
+  }
   const double seconds_load =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  KMeansResult result =
-      run_kmeans(context, settings.kmeans, weight.name, vectors, settings.block_size, on_iteration);
+  KMeansResult result = run_kmeans(context, settings.kmeans, weight.name, vectors,
+                                   settings.block_size, on_iteration, vector_weights);
   result.seconds_load = seconds_load;
   LayerRecord record;
   record.name = weight.name;
@@ -61,8 +71,9 @@ LayerRecord quantize_layer(const EngineContext& context, const WeightView& weigh
   record.codes = std::move(result.codes);
   record.counts = std::move(result.counts);
   record.stats.plain_objective = record.stats.objective;
-  if (!column_scales.empty()) {
+  if (!column_scales.empty())
     record.column_scales.assign(column_scales.begin(), column_scales.end());
+  if (!column_scales.empty() || !row_weights.empty()) {
     record.stats.plain_objective = plain_error(weight, layout, record);
   }
   return record;

@@ -18,9 +18,16 @@ namespace pgkm {
 // (rows, row_length): the k-means then runs on W[:, c] * s_c, minimizing
 // sum_c s_c^2 (w_c - w_hat_c)^2, and the record keeps the scales (stats.objective is that
 // weighted error, stats.plain_objective the error of centroid / s_c against W).
+//
+// row_weights: empty, or one integer weight >= 1 per row (an embedding's token, weighted
+// by how often it occurs): every subvector of row r counts w_r times in the k-means, which
+// minimizes sum_r w_r |W[r] - W_hat[r]|^2. Nothing is stored for them (the codebook and
+// codes are all a reconstruction needs); stats.objective is the weighted error and
+// stats.plain_objective the unweighted one.
 LayerRecord quantize_layer(const EngineContext& context, const WeightView& weight,
                            const LayerSettings& settings,
                            const IterationCallback& on_iteration = {},
-                           std::span<const float> column_scales = {});
+                           std::span<const float> column_scales = {},
+                           std::span<const uint32_t> row_weights = {});
 
 }  // namespace pgkm

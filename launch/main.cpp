@@ -84,10 +84,14 @@ void add_quantize(CLI::App& app, pgkm::QuantizeParams& p, pgkm::World& world) {
   q->add_option("--importance-exponent", p.importance_exponent,
                 "alpha in s_c = (h_c / mean h)^(alpha/2) (default 0.5)")
       ->check(CLI::Range(0.0, 4.0));
+  q->add_option("--importance-token-weight", p.importance_token_weight,
+                "beta: the embedding's row r counts 1 + round(beta * rows * token frequency) "
+                "times (default 0: unweighted)")
+      ->check(CLI::Range(0.0, pgkm::kMaxTokenWeight));
   q->add_option_function<std::string>(
        "--importance-missing",
        [&p](const std::string& v) { p.importance_missing_plain = v == "plain"; },
-       "A quantized Linear the importance file lacks: error (default) or plain")
+       "A quantized layer the importance file lacks: error (default) or plain")
       ->check(CLI::IsMember({"error", "plain"}));
   q->callback([&p, &world] { pgkm::run_quantize(p, world); });
 }

@@ -45,6 +45,24 @@ std::vector<float> importance_scales(std::span<const float> h, double exponent) 
   return s;
 }
 
+std::vector<uint32_t> token_row_weights(std::span<const float> f, double beta,
+                                        const std::string& path, const std::string& tensor) {
+  double sum = 0;
+  for (float v : f)
+    sum += v;
+  PGKM_EXPECTS(sum > 0, path, "importance tensor '", tensor, "' is all zero: no token was counted");
+  const double rows = static_cast<double>(f.size());
+  std::vector<uint32_t> w(f.size());
+  for (size_t r = 0; r < f.size(); ++r) {
+    // In double, in row order: the same weights on every rank. extra <= beta * rows.
+    const double extra = std::round(beta * rows * (static_cast<double>(f[r]) / sum));
+    PGKM_EXPECTS(extra < 4294967295.0, path, "importance tensor '", tensor, "' row ", r,
+                 " would weigh ", extra + 1, ", more than 2^32 - 1");
+    w[r] = 1 + static_cast<uint32_t>(extra);
+  }
+  return w;
+}
+
 void apply_importance(const QuantizeParams& params, ModelPlan& plan) {
   if (params.importance.empty()) return;
   const io::SafetensorsFile file = io::SafetensorsFile::open(params.importance);
@@ -53,9 +71,18 @@ void apply_importance(const QuantizeParams& params, ModelPlan& plan) {
     PlannedLayer& l = plan.layers[i];
     const io::TensorInfo* t = file.find(l.plan.tensor);
     const bool linear = l.plan.type == ModuleType::kLinear && l.info->shape.size() == 2;
-    if (l.plan.type == ModuleType::kEmbedding && t != nullptr) {
-      read_statistic(file, *t, l.info->shape[0], "token counts, one per embedding row");
+    const bool embedding = l.plan.type == ModuleType::kEmbedding;
+    if (embedding && t != nullptr) {
+      const std::vector<float> f =
+          read_statistic(file, *t, l.info->shape[0], "token counts, one per embedding row");
+      if (params.importance_token_weight == 0) continue;
+      l.row_weights = token_row_weights(f, params.importance_token_weight, file.path(), t->name);
+      l.token_weight = params.importance_token_weight;
+      l.settings_digest = planned_digest(l);
+      plan.rows[i].record.settings_digest = l.settings_digest;
+      continue;
     }
+    if (embedding && params.importance_token_weight > 0) missing.push_back(l.plan.tensor);
     if (!linear) continue;
     if (t == nullptr) {
       missing.push_back(l.plan.tensor);
@@ -80,7 +107,7 @@ void apply_importance(const QuantizeParams& params, ModelPlan& plan) {
   for (const std::string& m : missing)
     list += str_cat(list.empty() ? "" : ", ", m);
   throw InputError(params.importance,
-                   str_cat("no importance for ", missing.size(), " quantized Linear layer",
+                   str_cat("no importance for ", missing.size(), " quantized layer",
                            missing.size() == 1 ? "" : "s", " of the config: ", list,
                            " (--importance-missing plain quantizes them unweighted)"));
 }

@@ -34,6 +34,10 @@ void validate(const QuantizeParams& p) {
   PGKM_EXPECTS(std::isfinite(p.importance_exponent) && p.importance_exponent >= 0 &&
                    p.importance_exponent <= 4,
                "--importance-exponent", p.importance_exponent, " is outside 0..4");
+  PGKM_EXPECTS(std::isfinite(p.importance_token_weight) && p.importance_token_weight >= 0 &&
+                   p.importance_token_weight <= kMaxTokenWeight,
+               "--importance-token-weight", p.importance_token_weight, " is outside 0..",
+               kMaxTokenWeight);
 }
 
 }  // namespace pgkm

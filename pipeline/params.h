@@ -48,9 +48,16 @@ struct QuantizeParams {
   // s_c = (h_c / mean h)^(importance_exponent / 2) before clustering.
   std::string importance;
   double importance_exponent = 0.5;  // alpha, finite and in [0, 4]
-  // A quantized Linear the importance file does not name: an error, or a plain layer.
+  // A quantized layer the importance file does not name: an error, or a plain layer.
   bool importance_missing_plain = false;
+  // beta: a quantized embedding's row r (token r) counts w_r = 1 + round(beta * rows * f_r)
+  // times in its k-means, f_r the token's calibration frequency (the file's counts over
+  // their sum): the calibration tokens weigh beta times as much as all rows counted once.
+  // 0 leaves embeddings unweighted. Finite, in [0, kMaxTokenWeight].
+  double importance_token_weight = 0;
 };
+
+inline constexpr double kMaxTokenWeight = 1000;
 
 // Throws InputError naming the option for values no run can use (no --out without
 // --dry-run, negative counts, a shard threshold that is not a finite number >= 0).

@@ -77,10 +77,18 @@ io::ReportTotals size_totals(const io::SafetensorsModel& model,
 
 std::string planned_digest(const PlannedLayer& l) {
   const std::string plain = settings_digest(l.settings);
-  if (l.column_scales.empty()) return plain;
-  std::string text = str_cat(plain, "|importance=", l.importance_exponent, "|");
-  const auto* first = reinterpret_cast<const char*>(l.column_scales.data());
-  text.append(first, l.column_scales.size() * sizeof(float));
+  if (l.column_scales.empty() && l.row_weights.empty()) return plain;
+  std::string text = plain;
+  if (!l.column_scales.empty()) {
+    text += str_cat("|importance=", l.importance_exponent, "|");
+    const auto* first = reinterpret_cast<const char*>(l.column_scales.data());
+    text.append(first, l.column_scales.size() * sizeof(float));
+  }
+  if (!l.row_weights.empty()) {
+    text += str_cat("|token_weight=", l.token_weight, "|");
+    const auto* first = reinterpret_cast<const char*>(l.row_weights.data());
+    text.append(first, l.row_weights.size() * sizeof(uint32_t));
+  }
   return digest_hex(digest64(std::as_bytes(std::span(text.data(), text.size()))));
 }
 

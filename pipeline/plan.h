@@ -24,10 +24,14 @@ struct PlannedLayer {
   // Importance weighting (pipeline/importance.h): empty, or one scale per column.
   std::vector<float> column_scales;
   double importance_exponent = 0;  // the alpha the scales were made with
+  // Token-frequency weighting of an embedding: empty, or one weight >= 1 per row.
+  std::vector<uint32_t> row_weights;
+  double token_weight = 0;  // the beta the row weights were made with
 };
 
-// settings_digest(l.settings), extended by the column scales and exponent for a weighted
-// layer, so --resume reuses a checkpoint only when its weighting is the same too.
+// settings_digest(l.settings), extended by the column scales and exponent, or the row
+// weights and beta, of a weighted layer, so --resume reuses a checkpoint only when its
+// weighting is the same too.
 std::string planned_digest(const PlannedLayer& l);
 
 struct ModelPlan {

@@ -55,6 +55,7 @@ io::ArchiveHeader archive_header(const QuantizeParams& p, const io::QuantConfig&
     settings["importance"] = p.importance;
     settings["importance_exponent"] = p.importance_exponent;
     settings["importance_missing"] = p.importance_missing_plain ? "plain" : "error";
+    settings["importance_token_weight"] = p.importance_token_weight;
   }
   h.settings_json = settings.dump();
   nlohmann::json files = nlohmann::json::object();
@@ -91,7 +92,8 @@ class LayerProducer {
     observer_.on_layer_start(l);
     LayerRecord r = quantize_layer(
         {backend_, group, params_.search}, weight_view(model_, *l.info), l.settings,
-        [&](const IterationStats& s) { observer_.on_iteration(l, s); }, l.column_scales);
+        [&](const IterationStats& s) { observer_.on_iteration(l, s); }, l.column_scales,
+        l.row_weights);
     r.module_type = l.plan.type;
     r.settings_digest = l.settings_digest;  // planned_digest: the weighting included
     r.source_digest = digest;

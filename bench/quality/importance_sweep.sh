@@ -4,7 +4,8 @@
 # eval_minilm.py on bench/quality/sentences.txt (not the calibration text). One JSON object
 # per run is appended to OUT (default bench/quality/results/importance.jsonl).
 # Usage: bench/quality/importance_sweep.sh [OUT] ; the sets below may be overridden:
-#   CONFIGS="configs/a.yaml ..." ALGOS="ipq pg-base pg" ALPHAS="plain 0.5 1"
+#   CONFIGS="configs/a.yaml ..." ALGOS="ipq pg-base pg" ALPHAS="plain 0.5 1" BETAS="0 4"
+# (BETAS: --importance-token-weight values, used with an importance file only)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-bench/quality/results/importance.jsonl}
@@ -14,30 +15,36 @@ importance=${IMPORTANCE:-bench/calibration/minilm_importance.safetensors}
 configs=${CONFIGS:-configs/minilm_ratio_8.19.yaml configs/minilm_ratio_11.74.yaml configs/minilm_ratio_13.22.yaml configs/minilm_ratio_15.57.yaml}
 algos=${ALGOS:-ipq pg-base pg}
 alphas=${ALPHAS:-plain 0.5 1}
+betas=${BETAS:-0}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for cfg in $configs; do
   for algo in $algos; do
     for alpha in $alphas; do
+     for beta in $betas; do
       extra=()
-      [ "$alpha" = plain ] || extra=(--importance "$importance" --importance-exponent "$alpha")
+      [ "$alpha" = plain ] && [ "$beta" != 0 ] && continue
+      [ "$alpha" = plain ] || extra=(--importance "$importance" --importance-exponent "$alpha"
+                                     --importance-token-weight "$beta" --importance-missing plain)
       build/launch/pgkm quantize "$model" --config "$cfg" --algo "$algo" "${extra[@]}" \
         --out "$tmp/a.h5" --report "$tmp/r.json" > "$tmp/log" 2>&1
       build/launch/pgkm reconstruct "$tmp/a.h5" --out "$tmp/q.safetensors" > /dev/null
       python3 bench/quality/eval_minilm.py --original "$model/model.safetensors" \
         --quantized "$tmp/q.safetensors" --json "$tmp/e.json" > /dev/null
-      python3 - "$cfg" "$algo" "$alpha" "$tmp/r.json" "$tmp/e.json" >> "$out" <<'PY'
+      python3 - "$cfg" "$algo" "$alpha" "$beta" "$tmp/r.json" "$tmp/e.json" >> "$out" <<'PY'
 import json, sys
-cfg, algo, alpha, report, ev = sys.argv[1:]
+cfg, algo, alpha, beta, report, ev = sys.argv[1:]
 r, e = json.load(open(report)), json.load(open(ev))
 t = r["totals"]
 print(json.dumps({"config": cfg, "algo": algo, "importance_exponent": None if alpha == "plain" else float(alpha),
+                  "token_weight": 0.0 if alpha == "plain" else float(beta),
                   "tracker_ratio": t["ratio"], "mean_cosine": e["mean_cosine"],
                   "min_cosine": e["min_cosine"], "top1_agreement": e["top1_agreement"],
                   "objective": sum(l["objective"] for l in r["layers"]),
                   "plain_objective": sum(l["plain_objective"] for l in r["layers"])}))
 PY
       tail -1 "$out"
+     done
     done
   done
 done
