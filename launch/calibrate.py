@@ -6,8 +6,10 @@ sequence per non-empty line, and writes a safetensors file with
 
 * for every nn.Linear: the mean of x_c^2 over all calibration tokens, for each input
   feature c (a forward pre-hook sees the layer's input x), float32 [in_features];
-* for the token embedding (get_input_embeddings()): how many calibration tokens had each
-  token id, float32 [vocab] (frequency = count / token_count).
+* for every nn.Embedding (the token embedding, and position or token-type embeddings
+  where the model has them): how many times the calibration text looked up each row,
+  float32 [num_embeddings] (a forward pre-hook counts the ids it is given: token ids for
+  the token embedding, positions for the position embedding).
 
 Each tensor is named after the weight it describes, exactly as that weight is named in the
 model's safetensors file (e.g. "encoder.layer.0.attention.self.query.weight"), so pgkm
@@ -100,10 +102,18 @@ def calibrate(model_dir: str, text_path: str, max_tokens: int | None = None):
                 x = args[0].detach().to(torch.float64)
                 sums[key] += (x * x).reshape(-1, x.shape[-1]).sum(dim=0)
             hooks.append(mod.register_forward_pre_hook(hook))
-    emb = model.get_input_embeddings()
-    emb_name = next(n for n, m in model.named_modules() if m is emb)
+    counts: dict[str, torch.Tensor] = {}  # row lookups of every embedding
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Embedding):
+            key = file_name_for(mod_name, prefix, names)
+            counts[key] = torch.zeros(mod.num_embeddings, dtype=torch.float64)
+
+            def count(m, args, key=key):
+                counts[key] += torch.bincount(args[0].reshape(-1),
+                                              minlength=m.num_embeddings).to(torch.float64)
+            hooks.append(mod.register_forward_pre_hook(count))
+    emb_name = next(n for n, m in model.named_modules() if m is model.get_input_embeddings())
     emb_key = file_name_for(emb_name, prefix, names)
-    counts = torch.zeros(emb.num_embeddings, dtype=torch.float64)
 
     limit = getattr(tokenizer, "model_max_length", 512)
     limit = min(limit if limit and limit < 1_000_000 else 512,
@@ -122,13 +132,14 @@ def calibrate(model_dir: str, text_path: str, max_tokens: int | None = None):
                     enc = {k: v[:, :room] for k, v in enc.items()}
                     ids = enc["input_ids"]
             model(**enc)
-            counts += torch.bincount(ids.reshape(-1), minlength=emb.num_embeddings).to(torch.float64)
             tokens += ids.numel()
             sequences += 1
     for h in hooks:
         h.remove()
     tensors = {k: (v / tokens).to(torch.float32).contiguous() for k, v in sums.items()}
-    tensors[emb_key] = counts.to(torch.float32).contiguous()
+    for k, v in counts.items():
+        if k in names:  # an embedding the weights file holds (not a buffer-only module)
+            tensors[k] = v.to(torch.float32).contiguous()
     metadata = {
         "pgkm_importance": "1",
         "token_count": str(tokens),
@@ -138,7 +149,7 @@ def calibrate(model_dir: str, text_path: str, max_tokens: int | None = None):
         "model": os.path.basename(os.path.normpath(model_dir)),
         "max_tokens": "" if max_tokens is None else str(max_tokens),
         "linear": "mean of x_c^2 over all calibration tokens, per input feature",
-        "embedding": emb_key + ": count of each token id over all calibration tokens",
+        "embedding": "row lookups of every nn.Embedding (" + emb_key + ": token ids)",
     }
     return tensors, metadata
 

@@ -3,7 +3,7 @@
 # GoogleTest, Google Benchmark, HDF5, yaml-cpp, nlohmann-json, CLI11, clang-format, Open MPI,
 # Slurm with munge for the batch-job test, and iproute2 and util-linux (`ip netns`,
 # `unshare`) for the multi-host test) and the Python packages the end-to-end tests
-# use (numpy, h5py, safetensors). Idempotent.
+# and the quickstart's fidelity check use (numpy, h5py, safetensors, tokenizers). Idempotent.
 set -euo pipefail
 sudo_cmd=""
 if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
@@ -22,9 +22,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -q
   $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-if ! python3 -c "import numpy, h5py, safetensors" 2>/dev/null; then
-  echo "pgkm setup: installing numpy h5py safetensors (pip)"
+if ! python3 -c "import numpy, h5py, safetensors, tokenizers" 2>/dev/null; then
+  echo "pgkm setup: installing numpy h5py safetensors tokenizers (pip)"
   # Debian's own python3 refuses pip installs unless told (PEP 668).
-  python3 -m pip install -q numpy h5py safetensors ||
-    python3 -m pip install -q --break-system-packages numpy h5py safetensors
+  python3 -m pip install -q numpy h5py safetensors tokenizers ||
+    python3 -m pip install -q --break-system-packages numpy h5py safetensors tokenizers
 fi

@@ -508,8 +508,8 @@ QuantConfig shipped(const std::string& file) {
   return load_config(std::string(PGKM_SOURCE_DIR) + "/configs/" + file);
 }
 
-TEST(ConfigShipped, MiniLm) {
-  const QuantConfig config = shipped("minilm.yaml");
+TEST(ConfigShipped, MiniLmRatio18) {
+  const QuantConfig config = shipped("minilm_ratio_18.27.yaml");
   EXPECT_EQ(config.format, QuantConfig::Format::kNative);
   const Plan plan = plan_layers(config, minilm(), true);
   ASSERT_EQ(plan.quantize.size(), 37u);
@@ -528,6 +528,31 @@ TEST(ConfigShipped, MiniLm) {
         "pooler.dense.weight", "embeddings.position_ids"}) {
     EXPECT_TRUE(kept(plan, name)) << name;
   }
+}
+
+// The quickstart's default: every weight but the 2-row token-type embedding quantized.
+TEST(ConfigShipped, MiniLmDefault) {
+  const Plan plan = plan_layers(shipped("minilm.yaml"), minilm(), true);
+  EXPECT_TRUE(plan.warnings.empty());
+  ASSERT_EQ(plan.quantize.size(), 39u);
+  for (const LayerPlan& layer : plan.quantize) {
+    const bool attention = layer.tensor.find(".attention.") != std::string::npos;
+    if (layer.tensor == "embeddings.word_embeddings.weight") {
+      EXPECT_EQ(layer.block_size, 8);
+      EXPECT_EQ(layer.n_centroids, 4096);
+    } else if (layer.tensor == "embeddings.position_embeddings.weight") {
+      EXPECT_EQ(layer.block_size, 4);
+      EXPECT_EQ(layer.n_centroids, 1024);
+    } else if (layer.tensor == "pooler.dense.weight") {
+      EXPECT_EQ(layer.block_size, 8);
+      EXPECT_EQ(layer.n_centroids, 256);
+    } else {
+      EXPECT_EQ(layer.type, ModuleType::kLinear) << layer.tensor;
+      EXPECT_EQ(layer.block_size, 3) << layer.tensor;
+      EXPECT_EQ(layer.n_centroids, attention ? 3072 : 4096) << layer.tensor;
+    }
+  }
+  EXPECT_TRUE(kept(plan, "embeddings.token_type_embeddings.weight"));
 }
 
 void expect_roberta_plan(const Plan& plan, const std::string& embedding, size_t n_tensors) {

@@ -93,13 +93,23 @@ class Calibrate(unittest.TestCase):
                 torch.testing.assert_close(it, (att * att).mean(0), rtol=1e-5, atol=1e-7)
                 c = f.get_tensor("embeddings.word_embeddings.weight").double()
                 torch.testing.assert_close(c, counts)
+                # Position p is looked up once by every sequence longer than p; every
+                # token has token type 0.
+                pos = f.get_tensor("embeddings.position_embeddings.weight").double()
+                expected = torch.zeros(32, dtype=torch.float64)
+                for i in ids:
+                    expected[:i.numel()] += 1
+                torch.testing.assert_close(pos, expected)
+                tt = f.get_tensor("embeddings.token_type_embeddings.weight").double()
+                self.assertEqual(tt.tolist(), [float(n), 0.0])
                 self.assertEqual(q.shape, (16,))
                 self.assertEqual(f.get_tensor("encoder.layer.0.output.dense.weight").shape, (32,))
             # --max-tokens cuts the last sequence to fit.
             tensors, meta = calibrate.calibrate(d, text, max_tokens=10)
             self.assertEqual(meta["token_count"], "10")
             self.assertEqual(float(tensors["embeddings.word_embeddings.weight"].sum()), 10.0)
-            # pgkm takes the file: every Linear is weighted, the embedding stays plain.
+            # pgkm takes the file: every Linear is weighted, the embedding stays plain
+            # (no --importance-token-weight).
             if os.path.exists(PGKM):
                 cfg = os.path.join(d, "cfg.yaml")
                 with open(cfg, "w") as f:
