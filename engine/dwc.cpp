@@ -518,9 +518,22 @@ ClusterIndex index_clusters(const PointSet& input, std::span<const Entry> entrie
 // each stands for, so the order depends neither on the traversal nor on threads.
 // Output ids come from a prefix sum over fixed chunks of the input, so every chunk
 // fills its own output rows.
-void build_output(const PointSet& input, std::span<const Entry> entries,
-                  std::span<const Range> dense, const DwcParams& params, const FixedPoint& fp,
-                  const std::string& layer, DwcResult& result) {
+// The weight of an output point standing for input points of total weight `weight` and
+// total multiplicity `copies`: 1 in the paper's unit-weight mode ("as if the cluster just
+// has one weight"), the importance one copy has on average (weight / copies, rounded,
+// >= 1) when the input's weights carry importance (multiplicity given), the total
+// weight with count_weighted.
+uint32_t output_weight(const DwcParams& params, bool importance, uint64_t weight, uint64_t copies) {
+  if (params.count_weighted) return static_cast<uint32_t>(weight);
+  if (!importance) return 1;
+  return static_cast<uint32_t>(std::max<uint64_t>(1, (weight + copies / 2) / copies));
+}
+
+void build_output(const PointSet& input, std::span<const uint32_t> multiplicity,
+                  std::span<const Entry> entries, std::span<const Range> dense,
+                  const DwcParams& params, const FixedPoint& fp, const std::string& layer,
+                  DwcResult& result) {
+  const bool importance = !multiplicity.empty();
   const int64_t n = input.size();
   const ClusterIndex index = index_clusters(input, entries, dense);
   PGKM_EXPECTS(!params.count_weighted || index.heaviest <= std::numeric_limits<uint32_t>::max(),
@@ -563,13 +576,17 @@ void build_output(const PointSet& input, std::span<const Entry> entries,
         // Unweighted mode: an input point already stands for `weight` identical raw
         // weights, which the paper would consolidate into one, so it counts once.
         std::copy_n(input.x.data() + p * dim, dim, row.begin());
-        out.weight[id] = params.count_weighted ? input.weight[p] : 1;
+        out.weight[id] = output_weight(params, importance, input.weight[p],
+                                       importance ? multiplicity[p] : input.weight[p]);
       } else {
         members.clear();
-        for (int64_t k = dense[cluster].begin; k < dense[cluster].end; ++k)
+        uint64_t copies = 0;
+        for (int64_t k = dense[cluster].begin; k < dense[cluster].end; ++k) {
           members.push_back(entries[static_cast<size_t>(k)].point);
+          if (importance) copies += multiplicity[members.back()];
+        }
         exact_mean(input, members, fp, row);
-        out.weight[id] = params.count_weighted ? static_cast<uint32_t>(index.weight[cluster]) : 1;
+        out.weight[id] = output_weight(params, importance, index.weight[cluster], copies);
         cluster_point[cluster] = static_cast<uint32_t>(id);
       }
       result.input_to_point[p] = static_cast<uint32_t>(id++);
@@ -607,8 +624,10 @@ void validate(const PointSet& input, int64_t n_centroids, const DwcParams& param
 
 DwcResult consolidate_dense_weights(const PointSet& input, int64_t n_centroids,
                                     const DwcParams& params, const FixedPoint& fp,
-                                    const std::string& layer) {
+                                    const std::string& layer,
+                                    std::span<const uint32_t> multiplicity) {
   validate(input, n_centroids, params, layer);
+  PGKM_ASSERT(multiplicity.empty() || multiplicity.size() == input.weight.size());
   const int64_t n = input.size();
   const double min_points = params.c_mc * static_cast<double>(n_centroids);
   DwcResult result;
@@ -645,7 +664,7 @@ DwcResult consolidate_dense_weights(const PointSet& input, int64_t n_centroids,
     eps *= params.c_sd;
   }
   result.final_epsilon = eps;
-  build_output(input, work.entries, dense, params, fp, layer, result);
+  build_output(input, multiplicity, work.entries, dense, params, fp, layer, result);
   return result;
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -53,8 +54,16 @@ struct DwcResult {
 // returned unchanged (identity mapping, original weights, both epsilons 0).
 // Throws InputError for empty input, a dim/data mismatch, n_centroids < 1 or
 // out-of-range params.
+//
+// multiplicity: empty when input's weights are multiplicities (how many identical raw
+// subvectors a point stands for, as deduplicate makes them); else [input size], each
+// point's multiplicity, its weight then being an importance-weighted count
+// (engine/kmeans.h vector_weights). The paper's unit weight becomes the importance
+// one copy has on average: a point or dense cluster of total weight w and multiplicity m
+// weighs round(w / m) (at least 1), which is 1 again when every weight is 1.
 DwcResult consolidate_dense_weights(const PointSet& input, int64_t n_centroids,
                                     const DwcParams& params, const FixedPoint& fp,
-                                    const std::string& layer);
+                                    const std::string& layer,
+                                    std::span<const uint32_t> multiplicity = {});
 
 }  // namespace pgkm

@@ -293,7 +293,13 @@ KMeansResult run_kmeans(const EngineContext& context, const KMeansParams& params
 
   auto phase = Clock::now();
   Deduplicated distinct = deduplicate(vectors, dim);
-  if (!vector_weights.empty()) apply_vector_weights(distinct, vector_weights, layer);
+  // With vector weights, the points' weights become importance-weighted counts; DWC
+  // still needs their multiplicities (engine/dwc.h).
+  std::vector<uint32_t> multiplicity;
+  if (!vector_weights.empty()) {
+    multiplicity = distinct.points.weight;
+    apply_vector_weights(distinct, vector_weights, layer);
+  }
   result.distinct_vectors = distinct.points.size();
   // One scale for the whole layer, from the original data: consolidated points are
   // means of original ones, so the bound holds for them too.
@@ -305,8 +311,8 @@ KMeansResult run_kmeans(const EngineContext& context, const KMeansParams& params
   const PointSet* working = &distinct.points;
   phase = Clock::now();
   if (params.algorithm == Algorithm::kPg) {
-    result.dwc =
-        consolidate_dense_weights(distinct.points, params.n_centroids, params.dwc, fp, layer);
+    result.dwc = consolidate_dense_weights(distinct.points, params.n_centroids, params.dwc, fp,
+                                           layer, multiplicity);
     working = &result.dwc.points;
   }
   result.seconds_consolidation = seconds_since(phase);

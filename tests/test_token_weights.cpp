@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "engine/dwc.h"
 #include "engine/quantize_layer.h"
 #include "io/archive.h"
 #include "io/safetensors.h"
@@ -82,7 +83,8 @@ TEST(TokenWeights, WeightsOfOneGiveThePlainResultBitForBit) {
 
 // Row r of weight w_r clusters exactly as w_r copies of row r, placed right after it: the
 // distinct subvectors, their order and their weights are the same. (ipq's random start
-// samples input vectors, whose number differs, so only pg and pg-base are compared.)
+// samples input vectors, whose number differs; pg's consolidation counts w copies once but
+// a weight w as w, by design: engine/dwc.h. So only pg-base is compared here.)
 TEST(TokenWeights, AWeightedRowCountsAsThatManyCopies) {
   const std::vector<float> w = random_weight(2, kRows * kCols);
   std::vector<uint32_t> row_weight(kRows);
@@ -95,7 +97,7 @@ TEST(TokenWeights, AWeightedRowCountsAsThatManyCopies) {
   }
   const int64_t copy_rows = static_cast<int64_t>(copies.size()) / kCols;
   auto backend = make_cpu_backend({.threads = 1});
-  for (Algorithm a : {Algorithm::kPgBase, Algorithm::kPg}) {
+  for (Algorithm a : {Algorithm::kPgBase}) {
     const LayerRecord weighted =
         quantize_layer(*backend, view(w, kRows), settings_for(a), {}, {}, row_weight);
     const LayerRecord copied = quantize_layer(*backend, view(copies, copy_rows), settings_for(a));
@@ -117,6 +119,41 @@ TEST(TokenWeights, AWeightedRowCountsAsThatManyCopies) {
       total += c;
     EXPECT_EQ(total, uint64_t(kRows * kCols / 4)) << algorithm_name(a);
   }
+}
+
+// pg's consolidation: with multiplicities given, a point or dense cluster weighs the
+// importance one copy has on average, round(weight / multiplicity); when every copy
+// weighs 1 that is the paper's unit weight, so the result is the plain one exactly.
+TEST(TokenWeights, ConsolidationKeepsTheImportanceOfOneCopy) {
+  PointSet in;
+  in.dim = 2;
+  const int n = 400;
+  std::mt19937 gen(7);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (int i = 0; i < n; ++i) {
+    // Pairs of nearly equal points, so consolidation has dense clusters to find.
+    const float x = normal(gen), y = normal(gen);
+    in.x.insert(in.x.end(), {x, y, x + 1e-4f, y});
+    in.weight.insert(in.weight.end(), {uint32_t(1 + i % 3), uint32_t(1 + i % 2)});
+  }
+  const FixedPoint fp = FixedPoint::for_data(in.max_abs(), in.total_weight());
+  const DwcParams params;
+  const DwcResult plain = consolidate_dense_weights(in, 64, params, fp, "t");
+  const DwcResult same = consolidate_dense_weights(in, 64, params, fp, "t", in.weight);
+  EXPECT_EQ(plain.points.x, same.points.x);
+  EXPECT_EQ(plain.points.weight, same.points.weight);
+  for (uint32_t w : plain.points.weight)
+    ASSERT_EQ(w, 1u);
+  ASSERT_GT(plain.dense_clusters, 0);
+  // Every copy 10 times as important: every output point weighs 10.
+  PointSet heavy = in;
+  for (uint32_t& w : heavy.weight)
+    w *= 10;
+  const DwcResult weighted = consolidate_dense_weights(heavy, 64, params, fp, "t", in.weight);
+  EXPECT_EQ(weighted.points.x, plain.points.x);
+  EXPECT_EQ(weighted.input_to_point, plain.input_to_point);
+  for (uint32_t w : weighted.points.weight)
+    ASSERT_EQ(w, 10u);
 }
 
 TEST(TokenWeights, HeavyRowsAreReconstructedBetter) {

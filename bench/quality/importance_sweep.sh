@@ -21,9 +21,11 @@ trap 'rm -rf "$tmp"' EXIT
 for cfg in $configs; do
   for algo in $algos; do
     for alpha in $alphas; do
-     for beta in $betas; do
+     # A plain run ignores the token weight: once, as beta 0.
+     run_betas=$betas
+     [ "$alpha" = plain ] && run_betas=0
+     for beta in $run_betas; do
       extra=()
-      [ "$alpha" = plain ] && [ "$beta" != 0 ] && continue
       [ "$alpha" = plain ] || extra=(--importance "$importance" --importance-exponent "$alpha"
                                      --importance-token-weight "$beta" --importance-missing plain)
       build/launch/pgkm quantize "$model" --config "$cfg" --algo "$algo" "${extra[@]}" \
