@@ -97,6 +97,40 @@ class RankCountIndependence(Workdir):
                 self.assertIn(f"on {n} ranks", r.stdout)
                 assert_same_layers(self, ref, out, f"{algo} -n {n} --shard-threshold {threshold}")
 
+    def test_importance_with_token_weights(self):
+        # Column scales for the linears and token counts for the embedding: every algorithm
+        # gives the same codebooks and codes on 1 rank (brute force) and 2-3 ranks,
+        # sharded or not.
+        model, config = self.write("small", mm.small_model(), mm.SMALL_CONFIG)
+        rng = np.random.default_rng(9)
+        counts = np.zeros(100, np.float32)
+        counts[rng.integers(0, 100, 40)] += rng.integers(1, 30, 40).astype(np.float32)
+        stats = [("embed_tokens.weight", counts),
+                 ("layers.0.fc1.weight", rng.gamma(1.0, 1.0, 32).astype(np.float32)),
+                 ("layers.0.fc2.weight", rng.gamma(1.0, 1.0, 64).astype(np.float32))]
+        importance = self.path("imp.safetensors")
+        mm.write_safetensors(importance, [mm.Tensor(n, "F32", [len(v)], mm.encode(v, "F32"))
+                                          for n, v in stats])
+        weighted = ["--importance", importance, "--importance-token-weight", "4"]
+        for algo in ("pg", "pg-base", "ipq"):
+            ref = self.path(f"w-{algo}-n1.h5")
+            r = run(1, "quantize", model, "--config", config, "--out", ref, "--algo", algo,
+                    "--iters", "4", "--search", "brute", *weighted)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            plain = self.path(f"p-{algo}-n1.h5")
+            r = run(1, "quantize", model, "--config", config, "--out", plain, "--algo", algo,
+                    "--iters", "4", *weighted[:2])
+            self.assertEqual(r.returncode, 0, r.stderr)
+            emb = "embed_tokens.weight"
+            self.assertFalse(np.array_equal(layers_of(ref)[emb][0], layers_of(plain)[emb][0]),
+                             f"{algo}: the token weights changed nothing")
+            for n, threshold in ((2, "1"), (3, "0")):
+                out = self.path(f"w-{algo}-n{n}-t{threshold}.h5")
+                r = run(n, "quantize", model, "--config", config, "--out", out, "--algo", algo,
+                        "--iters", "4", "--shard-threshold", threshold, *weighted)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                assert_same_layers(self, ref, out, f"weighted {algo} -n {n} -t {threshold}")
+
 
 BAD_CONFIG = """\
 pgkm: 1
