@@ -4,7 +4,6 @@
 
 #include <cctype>
 #include <filesystem>
-#include <iostream>
 #include <span>
 #include <string_view>
 #include <system_error>
@@ -213,9 +212,10 @@ void LayerCheckpoints::save(const LayerRecord& layer) {
   part->commit();
 }
 
-std::optional<LayerRecord> LayerCheckpoints::load_matching(
-    const std::string& tensor, const std::string& source_digest,
-    const std::string& settings_digest) const {
+std::optional<LayerRecord> LayerCheckpoints::load_matching(const std::string& tensor,
+                                                           const std::string& source_digest,
+                                                           const std::string& settings_digest,
+                                                           std::string* why_ignored) const {
   const std::string path = part_path(tensor);
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return std::nullopt;
@@ -226,8 +226,7 @@ std::optional<LayerRecord> LayerCheckpoints::load_matching(
     }
     return layer;
   } catch (const Error& e) {
-    std::cerr << "pgkm: warning: ignoring the checkpoint of layer '" << tensor
-              << "' (it will be redone): " << e.what() << "\n";
+    if (why_ignored != nullptr) *why_ignored = e.what();
     return std::nullopt;
   }
 }

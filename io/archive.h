@@ -114,10 +114,12 @@ class LayerCheckpoints {
   // Saves `layer` durably (tmp file, fsync, rename); replaces an older save.
   void save(const LayerRecord& layer);
   // The saved layer `tensor`, or nullopt if there is none, or it has other digests, or
-  // it is incomplete or unreadable (those two print a warning to stderr).
+  // it is incomplete or unreadable (for those two, `why_ignored`, when given, gets the
+  // reason: the caller decides how to tell the user).
   std::optional<LayerRecord> load_matching(const std::string& tensor,
                                            const std::string& source_digest,
-                                           const std::string& settings_digest) const;
+                                           const std::string& settings_digest,
+                                           std::string* why_ignored = nullptr) const;
   // Before a run that does not resume: removes every part file and temporary file pgkm
   // made in the sidecar directory, and nothing else. Throws InputError naming the first
   // entry that is not pgkm's (a file of the user's, a subdirectory, a link) before

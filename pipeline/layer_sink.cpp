@@ -38,8 +38,16 @@ void LayerSink::accept(LayerRecord layer, bool resumed) {
 
 std::optional<LayerRecord> reusable_checkpoint(const io::LayerCheckpoints& checkpoints,
                                                const PlannedLayer& layer,
-                                               const std::string& source_digest) {
-  return checkpoints.load_matching(layer.plan.tensor, source_digest, layer.settings_digest);
+                                               const std::string& source_digest,
+                                               std::string* warning) {
+  std::string why;
+  auto found =
+      checkpoints.load_matching(layer.plan.tensor, source_digest, layer.settings_digest, &why);
+  if (!why.empty() && warning != nullptr) {
+    *warning = str_cat("ignoring the checkpoint of layer '", layer.plan.tensor,
+                       "' (it will be redone): ", why);
+  }
+  return found;
 }
 
 }  // namespace pgkm

@@ -40,9 +40,12 @@ class LayerSink {
 };
 
 // The checkpoint of `layer` that a resumed run may reuse instead of clustering it again:
-// one whose source digest and settings digest both match, or nullopt.
+// one whose source digest and settings digest both match, or nullopt. A checkpoint that
+// exists but cannot be read (incomplete, corrupt) is not reused: `warning`, when given,
+// then gets a message naming the layer and the reason.
 std::optional<LayerRecord> reusable_checkpoint(const io::LayerCheckpoints& checkpoints,
                                                const PlannedLayer& layer,
-                                               const std::string& source_digest);
+                                               const std::string& source_digest,
+                                               std::string* warning = nullptr);
 
 }  // namespace pgkm

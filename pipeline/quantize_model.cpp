@@ -84,7 +84,10 @@ class LayerProducer {
   // The layer's checkpoint, when --resume finds one with the same source and settings.
   std::optional<LayerRecord> reuse(const PlannedLayer& l, const std::string& digest) const {
     if (!params_.resume) return std::nullopt;
-    return reusable_checkpoint(checkpoints_, l, digest);
+    std::string warning;
+    auto found = reusable_checkpoint(checkpoints_, l, digest, &warning);
+    if (!warning.empty()) observer_.on_warning(warning);
+    return found;
   }
 
   // Clusters the layer over `group` (every rank of the group calls this).

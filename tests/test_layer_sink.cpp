@@ -2,9 +2,11 @@
 #include "pipeline/layer_sink.h"
 
 #include <gtest/gtest.h>
+
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -117,6 +119,28 @@ TEST_F(LayerSinkTest, ReusesACheckpointOnlyWhenBothDigestsMatch) {
   EXPECT_FALSE(reusable_checkpoint(checkpoints, planned, saved.source_digest).has_value());
   planned.plan.tensor = "b.weight";
   EXPECT_FALSE(reusable_checkpoint(checkpoints, planned, saved.source_digest).has_value());
+}
+
+TEST_F(LayerSinkTest, ACorruptCheckpointIsRedoneWithAWarningNamingLayerAndReason) {
+  io::LayerCheckpoints checkpoints(out_);
+  const LayerRecord saved = small_layer("a.weight", 1);
+  checkpoints.save(saved);
+  std::ofstream(checkpoints.part_path("a.weight"), std::ios::trunc) << "not HDF5";
+  PlannedLayer planned;
+  planned.plan.tensor = "a.weight";
+  planned.settings = saved.settings;
+  planned.settings_digest = saved.settings_digest;
+  std::string warning;
+  EXPECT_FALSE(reusable_checkpoint(checkpoints, planned, saved.source_digest, &warning));
+  EXPECT_NE(warning.find("ignoring the checkpoint of layer 'a.weight' (it will be redone): "),
+            std::string::npos)
+      << warning;
+  EXPECT_NE(warning.find(checkpoints.part_path("a.weight")), std::string::npos) << warning;
+  // A checkpoint that is simply absent or for other settings says nothing.
+  warning.clear();
+  planned.plan.tensor = "b.weight";
+  EXPECT_FALSE(reusable_checkpoint(checkpoints, planned, saved.source_digest, &warning));
+  EXPECT_EQ(warning, "");
 }
 
 TEST(SettingsDigest, FrozenTextAndEverySettingCounts) {
