@@ -4,7 +4,7 @@
 Each test reproduces one defect of pgkm before issue 14 (the user's own files
 overwritten, other people's files deleted, silent corruption on resume, crashes on a full
 disk or a truncated model, hangs on special files, quietly accepted options) and checks
-the behaviour now. Same environment as test_cli.py (PGKM_BIN, PGKM_SOURCE_DIR).
+the behaviour now. Same environment as tests/e2e/cli_common.py (PGKM_BIN, PGKM_SOURCE_DIR).
 
     python3 tests/e2e/test_robustness.py -v
 """
@@ -19,7 +19,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from test_cli import PGKM, CliTest, h5py, mm, np, read_layers  # noqa: E402
+from cli_common import PGKM, CliTest, h5py, mm, np, read_layers  # noqa: E402
 from pgkm_names import part_file_name  # noqa: E402
 
 
