@@ -11,71 +11,13 @@
 #include <limits>
 
 #include "core/errors.h"
+#include "engine/pg_partition_internal.h"
 
 namespace pgkm {
+namespace partition {
 namespace {
 
 constexpr const char* kContext = "partition_guided";
-
-// Nodes with fewer members run their distance passes on one thread: for them a
-// parallel region costs more than it saves.
-constexpr int64_t kParallelMinMembers = int64_t{1} << 15;
-
-// The weighted selection halves its range with nth_element until this many
-// members are left, then sorts them.
-constexpr int64_t kSortRange = 64;
-
-// The parallel selection narrows its candidates by kDigitBits bits of the
-// distance at a time until at most kParallelSortRange are left, then sorts them.
-constexpr int kDigitBits = 12;
-constexpr int64_t kParallelSortRange = int64_t{1} << 14;
-
-// Where chunk c starts when [0, n) is cut into `chunks` contiguous chunks.
-int64_t chunk_begin(int64_t n, int64_t chunks, int64_t c) {
-  return c * (n / chunks) + std::min(c, n % chunks);
-}
-
-// A member keyed by a squared distance. (distance, index) is a strict total order,
-// so "the first i members" is the same set whatever order the members arrive in and
-// whichever selection algorithm picks them.
-struct Keyed {
-  double dist;
-  uint32_t index;  // the member's index in the caller's PointSet: the tie-break
-  uint32_t pos;    // where the member's row is in Partitioner::local_
-
-  bool operator<(const Keyed& other) const {
-    return dist < other.dist || (dist == other.dist && index < other.index);
-  }
-  // The far point's order: the larger distance, ties to the lower index.
-  bool farther_than(const Keyed& other) const {
-    return dist > other.dist || (dist == other.dist && index < other.index);
-  }
-  // Non-negative doubles order like their bit patterns.
-  uint64_t dist_bits() const { return std::bit_cast<uint64_t>(dist); }
-};
-
-// The member a selection stops at: the first, in (distance, index) order, at which
-// the running total of weights (or of members) times a scale reaches a target.
-struct Selected {
-  Keyed member;
-  int64_t rank = 0;    // members before it
-  uint64_t below = 0;  // total of the members before it
-};
-
-// A node of the bisection: the members at positions [begin, end) of the local copy
-// owe k centroids, which become output pieces first_piece .. first_piece + k - 1.
-// k == 0 marks "no node". The members' fixed-point sums come with the node: a
-// parent's sums minus one child's are the other child's, exactly.
-struct Node {
-  int64_t begin = 0;
-  int64_t end = 0;
-  int64_t k = 0;
-  int64_t first_piece = 0;
-  std::vector<int64_t> sums;  // [dim] exact_sums of the members
-  uint64_t weight = 0;        // total weight of the members
-
-  int64_t size() const { return end - begin; }
-};
 
 // Squared Euclidean distance in double, summed over the dimensions in order with
 // no fused multiply-add, so every backend and thread count gets the same bits.
@@ -88,54 +30,7 @@ double squared_distance(const float* a, const float* b, int dim) {
   return sum;
 }
 
-// The bisection works on a private copy of the members' rows, kept so that every
-// node's rows are contiguous: each split moves the left child's rows to the front
-// of the node. Reading the caller's PointSet through a permuted index list instead
-// costs a cache miss per row per pass, which made a 2.4M-point layer ~10x slower.
-class Partitioner {
- public:
-  Partitioner(const PointSet& points, std::span<const uint32_t> members, int64_t k,
-              const FixedPoint& fp);
-  std::vector<PartitionPiece> run();
-
- private:
-  void split(const Node& node, bool parallel, Node* children);
-  uint32_t far_point(const Node& node);
-  void key_by_distance(const Node& node, const float* center, bool parallel);
-  int64_t select_cut(const Node& node, uint64_t weight, int64_t k_left);
-  int64_t weighted_cut(Keyed* keyed, int64_t m, uint64_t target, int64_t k);
-  void move_left_first(const Node& node, int64_t cut);
-  // Parallel counterparts for one large node, used while there are fewer nodes
-  // than threads. They find the same cut and the same left child.
-  uint32_t far_point_parallel(const Node& node);
-  int64_t select_cut_parallel(const Node& node, uint64_t weight, int64_t k_left);
-  Selected select_parallel(const Node& node, bool by_weight, uint64_t target, uint64_t scale);
-  std::vector<Keyed> candidates(const Node& node, uint64_t mask, uint64_t value) const;
-  void move_left_first_parallel(const Node& node, int64_t cut);
-  int64_t partition_rows(int64_t begin, int64_t end);
-  void swap_rows(int64_t a, int64_t b);
-  void emit_leaf(const Node& node);
-  void emit_singletons(const Node& node);
-
-  // The node's members as positions in local_, the form exact_mean takes.
-  std::span<const uint32_t> positions(const Node& node) const {
-    return {positions_.data() + node.begin, static_cast<size_t>(node.size())};
-  }
-  // Gives node.sums and node.weight from its rows.
-  void sum_rows(Node& node) const {
-    node.sums.resize(static_cast<size_t>(local_.dim));
-    node.weight = exact_sums(local_, positions(node), fp_, node.sums);
-  }
-  void sum_children(const Node& parent, Node* children) const;
-
-  const FixedPoint& fp_;
-  PointSet local_;                   // the members' rows and weights, node by node
-  std::vector<uint32_t> index_;      // [position] the member's index in the caller's set
-  std::vector<uint32_t> positions_;  // 0, 1, 2, ...
-  std::vector<Keyed> keyed_;         // scratch, indexed by position
-  std::vector<uint8_t> left_;        // scratch: [position] 1 if it goes to the left child
-  std::vector<PartitionPiece> pieces_;
-};
+}  // namespace
 
 Partitioner::Partitioner(const PointSet& points, std::span<const uint32_t> members, int64_t k,
                          const FixedPoint& fp)
@@ -371,195 +266,6 @@ void Partitioner::swap_rows(int64_t a, int64_t b) {
   std::swap(left_[a], left_[b]);
 }
 
-// select_cut for a large node with every thread: the same cut, found by a radix
-// selection instead of nth_element, and the left child marked in left_ (keyed_
-// stays in position order). The left child is the `cut` smallest members in
-// (distance, index) order, a set that does not depend on how it is found.
-int64_t Partitioner::select_cut_parallel(const Node& node, uint64_t weight, int64_t k_left) {
-  const int64_t m = node.size();
-  const auto k = static_cast<uint64_t>(node.k);
-  const uint64_t target = weight * static_cast<uint64_t>(k_left);  // scaled by k
-  const int64_t lowest = k_left;
-  const int64_t highest = m - (node.k - k_left);
-  int64_t cut = 0;
-  // The left child: the members before `pivot`, and `pivot` itself if inclusive.
-  Keyed pivot{};
-  bool have_pivot = false;
-  bool inclusive = false;
-  if (weight == static_cast<uint64_t>(m)) {
-    const uint64_t floor_cut = target / k;
-    cut = std::clamp(static_cast<int64_t>(floor_cut + (2 * (target % k) > k ? 1 : 0)), lowest,
-                     highest);
-  } else {
-    // As weighted_cut: the first member whose prefix weight reaches the target,
-    // then the closer of the prefixes just before and just after it.
-    const Selected s = select_parallel(node, true, target, k);
-    const uint64_t above = s.below + local_.weight[s.member.pos];
-    const int64_t closest = target - s.below * k <= above * k - target ? s.rank : s.rank + 1;
-    cut = std::clamp(closest, lowest, highest);
-    pivot = s.member;
-    have_pivot = cut == s.rank || cut == s.rank + 1;
-    inclusive = cut == s.rank + 1;
-  }
-  // Otherwise the pivot is the member at rank `cut`: the first whose count of
-  // members up to and including it reaches cut + 1.
-  if (!have_pivot) pivot = select_parallel(node, false, static_cast<uint64_t>(cut) + 1, 1).member;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = node.begin; i < node.end; ++i) {
-    const Keyed& e = keyed_[i];
-    left_[e.pos] = e < pivot || (inclusive && e.index == pivot.index) ? 1 : 0;
-  }
-  return cut;
-}
-
-// The members of the node whose distance bits under `mask` equal `value`, in
-// position order: each thread gathers its chunk, and the chunks are joined in order.
-std::vector<Keyed> Partitioner::candidates(const Node& node, uint64_t mask, uint64_t value) const {
-  const int chunks = omp_get_max_threads();
-  std::vector<std::vector<Keyed>> found(static_cast<size_t>(chunks));
-#pragma omp parallel for schedule(static, 1)
-  for (int c = 0; c < chunks; ++c) {
-    for (int64_t i = node.begin + chunk_begin(node.size(), chunks, c);
-         i < node.begin + chunk_begin(node.size(), chunks, c + 1); ++i) {
-      if ((keyed_[i].dist_bits() & mask) == value)
-        found[static_cast<size_t>(c)].push_back(keyed_[i]);
-    }
-  }
-  std::vector<Keyed> all;
-  for (const std::vector<Keyed>& f : found)
-    all.insert(all.end(), f.begin(), f.end());
-  return all;
-}
-
-// The first member, in (distance, index) order, at which the running total of
-// weights (by_weight) or of members, times `scale`, reaches `target`; requires
-// that the node's total times scale does. An MSD radix selection: histograms of
-// kDigitBits distance bits at a time (integer counts and weights, summed over
-// threads exactly) pick the bucket holding that member, until few enough
-// candidates are left to sort.
-Selected Partitioner::select_parallel(const Node& node, bool by_weight, uint64_t target,
-                                      uint64_t scale) {
-  const auto weight = [&](const Keyed& e) {
-    return by_weight ? uint64_t{local_.weight[e.pos]} : 1;
-  };
-  uint64_t all_and = ~uint64_t{0};
-  uint64_t all_or = 0;
-#pragma omp parallel for schedule(static) reduction(& : all_and) reduction(| : all_or)
-  for (int64_t i = node.begin; i < node.end; ++i) {
-    all_and &= keyed_[i].dist_bits();
-    all_or |= keyed_[i].dist_bits();
-  }
-  // Bits above the highest varying one are shared by every member.
-  int shift = std::bit_width(all_and ^ all_or);
-  uint64_t mask = ~uint64_t{0} << shift;
-  if (shift == 64) mask = 0;
-  uint64_t value = all_and & mask;
-  Selected out;
-  int64_t remaining = node.size();
-  const int threads = omp_get_max_threads();
-  while (remaining > kParallelSortRange && shift > 0) {
-    const int bits = std::min(kDigitBits, shift);
-    shift -= bits;
-    const size_t buckets = size_t{1} << bits;
-    std::vector<uint64_t> count(buckets * static_cast<size_t>(threads), 0);
-    std::vector<uint64_t> total(buckets * static_cast<size_t>(threads), 0);
-#pragma omp parallel
-    {
-      const auto t = static_cast<size_t>(omp_get_thread_num());
-      uint64_t* my_count = count.data() + t * buckets;
-      uint64_t* my_total = total.data() + t * buckets;
-#pragma omp for schedule(static)
-      for (int64_t i = node.begin; i < node.end; ++i) {
-        const uint64_t bits_i = keyed_[i].dist_bits();
-        if ((bits_i & mask) != value) continue;
-        const size_t bucket = (bits_i >> shift) & (buckets - 1);
-        ++my_count[bucket];
-        my_total[bucket] += weight(keyed_[i]);
-      }
-    }
-    size_t bucket = 0;
-    for (;; ++bucket) {
-      PGKM_ASSERT(bucket < buckets, "selection target beyond the node's total");
-      uint64_t c = 0;
-      uint64_t w = 0;
-      for (size_t t = 0; t < static_cast<size_t>(threads); ++t) {
-        c += count[t * buckets + bucket];
-        w += total[t * buckets + bucket];
-      }
-      if ((out.below + w) * scale >= target) {
-        remaining = static_cast<int64_t>(c);
-        break;
-      }
-      out.below += w;
-      out.rank += static_cast<int64_t>(c);
-    }
-    mask |= (buckets - 1) << shift;
-    value |= static_cast<uint64_t>(bucket) << shift;
-  }
-  std::vector<Keyed> left = candidates(node, mask, value);
-  std::sort(left.begin(), left.end());
-  for (const Keyed& e : left) {
-    if ((out.below + weight(e)) * scale >= target) {
-      out.member = e;
-      return out;
-    }
-    out.below += weight(e);
-    ++out.rank;
-  }
-  PGKM_ASSERT(false, "selection target beyond the node's total");
-  return out;
-}
-
-// move_left_first for a large node with every thread; left_ already marks the
-// left child. Each chunk is partitioned in place; then the right rows that lie
-// before node.begin + cut and the left rows that lie after it are equally many,
-// and the k-th of one is swapped with the k-th of the other.
-void Partitioner::move_left_first_parallel(const Node& node, int64_t cut) {
-  const int chunks = omp_get_max_threads();
-  const auto start = [&](int c) { return node.begin + chunk_begin(node.size(), chunks, c); };
-  std::vector<int64_t> split(static_cast<size_t>(chunks));
-#pragma omp parallel for schedule(static, 1)
-  for (int c = 0; c < chunks; ++c)
-    split[static_cast<size_t>(c)] = partition_rows(start(c), start(c + 1));
-  const int64_t mid = node.begin + cut;
-  std::vector<std::pair<int64_t, int64_t>> right_before;  // [begin, end) ranges
-  std::vector<std::pair<int64_t, int64_t>> left_after;
-  for (int c = 0; c < chunks; ++c) {
-    const int64_t s = split[static_cast<size_t>(c)];
-    if (s < mid && s < start(c + 1)) right_before.emplace_back(s, std::min(start(c + 1), mid));
-    if (s > mid && start(c) < s) left_after.emplace_back(std::max(start(c), mid), s);
-  }
-  const auto lengths = [](const std::vector<std::pair<int64_t, int64_t>>& ranges) {
-    std::vector<int64_t> prefix{0};
-    for (const auto& [b, e] : ranges)
-      prefix.push_back(prefix.back() + e - b);
-    return prefix;
-  };
-  const std::vector<int64_t> rp = lengths(right_before);
-  const std::vector<int64_t> lp = lengths(left_after);
-  PGKM_ASSERT(rp.back() == lp.back(), "left child has ", mid - node.begin - rp.back() + lp.back(),
-              " rows, not ", cut);
-  const int64_t swaps = rp.back();
-#pragma omp parallel for schedule(static, 1)
-  for (int c = 0; c < chunks; ++c) {
-    int64_t k = chunk_begin(swaps, chunks, c);
-    const int64_t k_end = chunk_begin(swaps, chunks, c + 1);
-    size_t r = static_cast<size_t>(std::upper_bound(rp.begin(), rp.end(), k) - rp.begin()) - 1;
-    size_t l = static_cast<size_t>(std::upper_bound(lp.begin(), lp.end(), k) - lp.begin()) - 1;
-    while (k < k_end) {
-      const int64_t a = right_before[r].first + (k - rp[r]);
-      const int64_t b = left_after[l].first + (k - lp[l]);
-      const int64_t run =
-          std::min({k_end - k, right_before[r].second - a, left_after[l].second - b});
-      for (int64_t j = 0; j < run; ++j)
-        swap_rows(a + j, b + j);
-      k += run;
-      if (a + run == right_before[r].second) ++r;
-      if (b + run == left_after[l].second) ++l;
-    }
-  }
-}
-
 void Partitioner::emit_leaf(const Node& node) {
   PartitionPiece& piece = pieces_[node.first_piece];
   piece.members.assign(index_.begin() + node.begin, index_.begin() + node.end);
@@ -585,6 +291,8 @@ void Partitioner::emit_singletons(const Node& node) {
     exact_mean(local_, std::span<const uint32_t>(&positions_[pos], 1), fp_, piece.centroid);
   }
 }
+
+namespace {
 
 // Whether every member is a valid, distinct index with weight >= 1 and finite
 // coordinates (NaN would break the strict ordering by distance that selection
@@ -648,12 +356,13 @@ void validate(const PointSet& points, std::span<const uint32_t> members, int64_t
 }
 
 }  // namespace
+}  // namespace partition
 
 std::vector<PartitionPiece> partition_guided(const PointSet& points,
                                              std::span<const uint32_t> members, int64_t k,
                                              const FixedPoint& fp) {
-  validate(points, members, k);
-  return Partitioner(points, members, k, fp).run();
+  partition::validate(points, members, k);
+  return partition::Partitioner(points, members, k, fp).run();
 }
 
 }  // namespace pgkm
