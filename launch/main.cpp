@@ -80,7 +80,7 @@ void add_quantize(CLI::App& app, pgkm::QuantizeParams& p, pgkm::World& world) {
       ->check(CLI::PositiveNumber);
   q->add_option("--importance", p.importance,
                 "Calibration statistics (launch/calibrate.py): weight each Linear's error by "
-                "its inputs' mean square");
+                "its inputs' mean square (embeddings: see --importance-token-weight)");
   q->add_option("--importance-exponent", p.importance_exponent,
                 "alpha in s_c = (h_c / mean h)^(alpha/2) (default 0.5)")
       ->check(CLI::Range(0.0, 4.0));

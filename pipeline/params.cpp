@@ -38,6 +38,8 @@ void validate(const QuantizeParams& p) {
                    p.importance_token_weight <= kMaxTokenWeight,
                "--importance-token-weight", p.importance_token_weight, " is outside 0..",
                kMaxTokenWeight);
+  PGKM_EXPECTS(p.importance_token_weight == 0 || !p.importance.empty(), "--importance-token-weight",
+               "token weights come from the importance file: give --importance FILE too");
 }
 
 }  // namespace pgkm

@@ -279,7 +279,7 @@ TEST_F(TokenWeightRun, TheEmbeddingIsWeightedOnlyWithABetaAndEveryLayerNeedsItsS
   EXPECT_EQ(plain.centroids, run_and_read("none.h5", "embed_tokens.weight").centroids);
 }
 
-TEST(TokenWeightParams, BetaOutsideTheRangeIsAnErrorNamingTheOption) {
+TEST(TokenWeightParams, BetaOutOfRangeOrWithoutAnImportanceFileIsAnErrorNamingTheOption) {
   QuantizeParams p;
   p.out = "x.h5";
   for (double beta : {-1.0, kMaxTokenWeight * 2, std::nan("")}) {
@@ -291,6 +291,15 @@ TEST(TokenWeightParams, BetaOutsideTheRangeIsAnErrorNamingTheOption) {
       EXPECT_EQ(e.context(), "--importance-token-weight");
     }
   }
+  p.importance_token_weight = 4;  // in range, but no file to take the counts from
+  try {
+    validate(p);
+    ADD_FAILURE() << "a token weight without --importance accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--importance FILE"), std::string::npos) << e.what();
+  }
+  p.importance = "imp.safetensors";
+  EXPECT_NO_THROW(validate(p));
 }
 
 }  // namespace
