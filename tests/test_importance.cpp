@@ -22,6 +22,7 @@
 #include "pipeline/quantize_model.h"
 #include "pipeline/reconstruct.h"
 #include "pipeline/resources.h"
+#include "tests/weight_test_util.h"
 
 namespace pgkm {
 namespace {
@@ -29,24 +30,9 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int64_t kRows = 64, kCols = 32;
-constexpr Algorithm kAlgorithms[] = {Algorithm::kIpq, Algorithm::kPgBase, Algorithm::kPg};
-
-std::vector<float> random_weight(unsigned seed, int64_t n) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> normal(0.f, 0.05f);
-  std::vector<float> w(static_cast<size_t>(n));
-  for (float& v : w)
-    v = normal(gen);
-  return w;
-}
 
 LayerSettings settings_for(Algorithm a) {
-  LayerSettings s;
-  s.block_size = 4;
-  s.kmeans.n_centroids = 16;
-  s.kmeans.iterations = 6;
-  s.kmeans.algorithm = a;
-  return s;
+  return small_settings(a, 16, 6);
 }
 
 WeightView view(const std::vector<float>& w) {
@@ -54,17 +40,9 @@ WeightView view(const std::vector<float>& w) {
 }
 
 // sum_c h_c (w - w_hat)^2 of a record's dequantized weight.
-double weighted_error(const std::vector<float>& w, const LayerRecord& r,
-                      const std::vector<float>& h) {
-  const BlockLayout layout = make_block_layout(r.name, r.shape, r.settings.block_size);
-  std::vector<float> out(w.size());
-  reconstruct_weight(layout, r.centroids, r.codes, out, r.column_scales);
-  double e = 0;
-  for (size_t i = 0; i < w.size(); ++i) {
-    const double d = double(w[i]) - double(out[i]);
-    e += h[i % kCols] * d * d;
-  }
-  return e;
+double column_weighted_error(const std::vector<float>& w, const LayerRecord& r,
+                             const std::vector<float>& h) {
+  return weighted_error(w, r, [&](size_t i) { return double(h[i % kCols]); });
 }
 
 TEST(Importance, EqualImportancesGiveThePlainResultBitForBit) {
@@ -73,7 +51,7 @@ TEST(Importance, EqualImportancesGiveThePlainResultBitForBit) {
   for (float s : scales)
     ASSERT_EQ(s, 1.0f);
   auto backend = make_cpu_backend({.threads = 1});
-  for (Algorithm a : kAlgorithms) {
+  for (Algorithm a : kAllAlgorithms) {
     const LayerRecord plain = quantize_layer(*backend, view(w), settings_for(a));
     const LayerRecord weighted = quantize_layer(*backend, view(w), settings_for(a), {}, scales);
     EXPECT_EQ(plain.centroids, weighted.centroids) << algorithm_name(a);
@@ -91,14 +69,14 @@ TEST(Importance, LoudFeaturesLowerTheWeightedErrorAndScalesDivideOutExactly) {
     h[static_cast<size_t>(c)] = 200.0f;  // a few input features carry large activations
   const std::vector<float> scales = importance_scales(h, 1.0);  // s_c^2 proportional to h_c
   auto backend = make_cpu_backend({.threads = 1});
-  for (Algorithm a : kAlgorithms) {
+  for (Algorithm a : kAllAlgorithms) {
     const LayerRecord plain = quantize_layer(*backend, view(w), settings_for(a));
     const LayerRecord weighted = quantize_layer(*backend, view(w), settings_for(a), {}, scales);
-    EXPECT_LT(weighted_error(w, weighted, h), 0.8 * weighted_error(w, plain, h))
+    EXPECT_LT(column_weighted_error(w, weighted, h), 0.8 * column_weighted_error(w, plain, h))
         << algorithm_name(a);
     // The report's plain objective is the unweighted error of the dequantized weight.
     EXPECT_NEAR(weighted.stats.plain_objective,
-                weighted_error(w, weighted, std::vector<float>(kCols, 1.f)),
+                column_weighted_error(w, weighted, std::vector<float>(kCols, 1.f)),
                 1e-9 * weighted.stats.plain_objective);
     // reconstruct = centroids[codes] / s_c, one float division per weight.
     const BlockLayout layout = make_block_layout(weighted.name, weighted.shape, 4);

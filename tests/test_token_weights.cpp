@@ -19,6 +19,7 @@
 #include "pipeline/importance.h"
 #include "pipeline/quantize_model.h"
 #include "pipeline/resources.h"
+#include "tests/weight_test_util.h"
 
 namespace pgkm {
 namespace {
@@ -26,24 +27,9 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr int64_t kRows = 48, kCols = 16;
-constexpr Algorithm kAlgorithms[] = {Algorithm::kIpq, Algorithm::kPgBase, Algorithm::kPg};
-
-std::vector<float> random_weight(unsigned seed, int64_t n) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> normal(0.f, 0.05f);
-  std::vector<float> w(static_cast<size_t>(n));
-  for (float& v : w)
-    v = normal(gen);
-  return w;
-}
 
 LayerSettings settings_for(Algorithm a) {
-  LayerSettings s;
-  s.block_size = 4;
-  s.kmeans.n_centroids = 12;
-  s.kmeans.iterations = 5;
-  s.kmeans.algorithm = a;
-  return s;
+  return small_settings(a, 12, 5);
 }
 
 WeightView view(const std::vector<float>& w, int64_t rows) {
@@ -53,22 +39,14 @@ WeightView view(const std::vector<float>& w, int64_t rows) {
 // sum_r row_weight[r] * |W[r] - W_hat[r]|^2 of a record's dequantized weight.
 double row_weighted_error(const std::vector<float>& w, const LayerRecord& r,
                           const std::vector<uint32_t>& row_weight) {
-  const BlockLayout layout = make_block_layout(r.name, r.shape, r.settings.block_size);
-  std::vector<float> out(w.size());
-  reconstruct_weight(layout, r.centroids, r.codes, out, r.column_scales);
-  double e = 0;
-  for (size_t i = 0; i < w.size(); ++i) {
-    const double d = double(w[i]) - double(out[i]);
-    e += row_weight[i / kCols] * d * d;
-  }
-  return e;
+  return weighted_error(w, r, [&](size_t i) { return double(row_weight[i / kCols]); });
 }
 
 TEST(TokenWeights, WeightsOfOneGiveThePlainResultBitForBit) {
   const std::vector<float> w = random_weight(1, kRows * kCols);
   auto backend = make_cpu_backend({.threads = 1});
   const std::vector<uint32_t> ones(kRows, 1);
-  for (Algorithm a : kAlgorithms) {
+  for (Algorithm a : kAllAlgorithms) {
     const LayerRecord plain = quantize_layer(*backend, view(w, kRows), settings_for(a));
     const LayerRecord weighted =
         quantize_layer(*backend, view(w, kRows), settings_for(a), {}, {}, ones);
@@ -106,7 +84,7 @@ TEST(TokenWeights, AWeightedRowCountsAsThatManyCopies) {
   }
   // Every algorithm: the objective is the row-weighted error, the plain one unweighted,
   // and counts stay subvectors per code (no weights in them).
-  for (Algorithm a : kAlgorithms) {
+  for (Algorithm a : kAllAlgorithms) {
     const LayerRecord r =
         quantize_layer(*backend, view(w, kRows), settings_for(a), {}, {}, row_weight);
     EXPECT_NEAR(r.stats.objective, row_weighted_error(w, r, row_weight), 1e-6 * r.stats.objective)
@@ -162,7 +140,7 @@ TEST(TokenWeights, HeavyRowsAreReconstructedBetter) {
   for (int64_t r : {0, 9, 20, 33})
     row_weight[static_cast<size_t>(r)] = 400;  // four frequent tokens
   auto backend = make_cpu_backend({.threads = 1});
-  for (Algorithm a : kAlgorithms) {
+  for (Algorithm a : kAllAlgorithms) {
     const LayerRecord plain = quantize_layer(*backend, view(w, kRows), settings_for(a));
     const LayerRecord weighted =
         quantize_layer(*backend, view(w, kRows), settings_for(a), {}, {}, row_weight);

@@ -148,19 +148,23 @@ rules:
 """
 
 
-def write_sharded(directory, tensors, n_shards=2):
-    """A Hugging Face sharded model: model-0000i-of-0000n.safetensors + index.json."""
+def write_sharded(directory, tensors, n_shards=2, shard_metadata=None, index_metadata=None):
+    """A Hugging Face sharded model: model-0000i-of-0000n.safetensors + index.json.
+    shard_metadata(i): the __metadata__ of shard i (default none); index_metadata: extra
+    keys of the index's "metadata" beside total_size."""
     os.makedirs(directory, exist_ok=True)
     weight_map = {}
     per = (len(tensors) + n_shards - 1) // n_shards
     for i in range(n_shards):
         name = f"model-{i + 1:05d}-of-{n_shards:05d}.safetensors"
         part = tensors[i * per:(i + 1) * per]
-        write_safetensors(os.path.join(directory, name), part)
+        write_safetensors(os.path.join(directory, name), part,
+                          shard_metadata(i) if shard_metadata else None)
         for t in part:
             weight_map[t.name] = name
     with open(os.path.join(directory, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": sum(len(t.data) for t in tensors)},
+        json.dump({"metadata": {"total_size": sum(len(t.data) for t in tensors),
+                                **(index_metadata or {})},
                    "weight_map": weight_map}, f)
     return directory
 

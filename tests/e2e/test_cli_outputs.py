@@ -31,19 +31,9 @@ SKIPPED_FILES = {".gitattributes": b"*.bin filter=lfs", ".git/HEAD": b"ref: main
 def write_folder_model(directory, tensors, n_shards=2):
     """A Hugging Face model folder: shards with metadata and an index with metadata, the
     non-weight files of EXTRA_FILES and files pgkm must not record (SKIPPED_FILES)."""
-    os.makedirs(directory, exist_ok=True)
-    weight_map = {}
-    per = (len(tensors) + n_shards - 1) // n_shards
-    for i in range(n_shards):
-        name = f"model-{i + 1:05d}-of-{n_shards:05d}.safetensors"
-        part = tensors[i * per:(i + 1) * per]
-        mm.write_safetensors(os.path.join(directory, name), part,
-                             {"format": "pt", "shard": str(i), "origin": "test"})
-        for t in part:
-            weight_map[t.name] = name
-    with open(os.path.join(directory, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {"total_size": sum(len(t.data) for t in tensors),
-                                "note": "kept"}, "weight_map": weight_map}, f)
+    mm.write_sharded(directory, tensors, n_shards,
+                     lambda i: {"format": "pt", "shard": str(i), "origin": "test"},
+                     {"note": "kept"})
     for rel, data in {**EXTRA_FILES, **SKIPPED_FILES}.items():
         os.makedirs(os.path.dirname(os.path.join(directory, rel)), exist_ok=True)
         with open(os.path.join(directory, rel), "wb") as f:
