@@ -37,7 +37,6 @@
 namespace pgkm {
 namespace {
 
-using dwc::chunk_begin;
 using dwc::Entry;
 using dwc::sort_entries;
 using dwc::sort_entries_parallel;

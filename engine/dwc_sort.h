@@ -11,12 +11,9 @@
 #include <span>
 #include <vector>
 
-namespace pgkm::dwc {
+#include "engine/chunks.h"
 
-// Where chunk c starts when [0, n) is cut into `chunks` contiguous chunks.
-inline int64_t chunk_begin(int64_t n, int64_t chunks, int64_t c) {
-  return c * (n / chunks) + std::min(c, n % chunks);
-}
+namespace pgkm::dwc {
 
 struct Entry {
   double dist;     // Euclidean distance to the current task's anchor

@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "engine/chunks.h"
 #include "engine/pg_partition.h"
 
 namespace pgkm::partition {
@@ -24,11 +25,6 @@ constexpr int64_t kSortRange = 64;
 // distance at a time until at most kParallelSortRange are left, then sorts them.
 constexpr int kDigitBits = 12;
 constexpr int64_t kParallelSortRange = int64_t{1} << 14;
-
-// Where chunk c starts when [0, n) is cut into `chunks` contiguous chunks.
-inline int64_t chunk_begin(int64_t n, int64_t chunks, int64_t c) {
-  return c * (n / chunks) + std::min(c, n % chunks);
-}
 
 // A member keyed by a squared distance. (distance, index) is a strict total order,
 // so "the first i members" is the same set whatever order the members arrive in and

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "core/errors.h"
+#include "engine/chunks.h"
 
 namespace pgkm {
 
@@ -89,12 +90,6 @@ bool rows_equal(const float* a, const float* b, int dim) {
 // shard's table stays in cache; at most 2^kMaxShardBits shards.
 constexpr int64_t kRowsPerShard = 2048;
 constexpr int kMaxShardBits = 16;
-
-// Where chunk c starts when [0, n) is cut into `chunks` contiguous chunks whose
-// sizes differ by at most one.
-int64_t chunk_begin(int64_t n, int64_t chunks, int64_t c) {
-  return c * (n / chunks) + std::min(c, n % chunks);
-}
 
 // A row and its hash, grouped by shard.
 struct HashedRow {
@@ -315,17 +310,13 @@ void add_members(const PointSet& points, std::span<const uint32_t> members, int6
 
 }  // namespace
 
-// Integer sums are exact, so any split of the members between threads gives the
-// same sums. Small sets, and calls from inside a parallel region, stay on the
-// calling thread without touching the OpenMP runtime (this runs once per cluster).
+// The weights are added as integers in input order: the same on every rank.
 void apply_vector_weights(Deduplicated& d, std::span<const uint32_t> vector_weights,
                           const std::string& layer) {
   PGKM_ASSERT(vector_weights.size() == d.source_to_point.size());
   std::vector<uint64_t> sum(d.points.weight.size(), 0);
-  for (size_t i = 0; i < vector_weights.size(); ++i) {
-    PGKM_ASSERT(vector_weights[i] >= 1);
-    sum[d.source_to_point[i]] += vector_weights[i];
-  }
+  for (size_t i = 0; i < vector_weights.size(); ++i)
+    sum[d.source_to_point[i]] += vector_weights[i];  // each >= 1: run_kmeans checked
   for (size_t p = 0; p < sum.size(); ++p) {
     PGKM_EXPECTS(sum[p] <= UINT32_MAX, layer, "distinct subvector ", p, " has weight ", sum[p],
                  " (its copies' row weights added up), more than 2^32 - 1");
@@ -333,6 +324,9 @@ void apply_vector_weights(Deduplicated& d, std::span<const uint32_t> vector_weig
   }
 }
 
+// Integer sums are exact, so any split of the members between threads gives the
+// same sums. Small sets, and calls from inside a parallel region, stay on the
+// calling thread without touching the OpenMP runtime (this runs once per cluster).
 uint64_t exact_sums(const PointSet& points, std::span<const uint32_t> members, const FixedPoint& fp,
                     std::span<int64_t> sums) {
   PGKM_ASSERT(sums.size() == static_cast<size_t>(points.dim) && points.dim <= 64);
