@@ -4,13 +4,9 @@
 #include "pipeline/importance.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -22,12 +18,11 @@
 #include "pipeline/quantize_model.h"
 #include "pipeline/reconstruct.h"
 #include "pipeline/resources.h"
+#include "tests/run_test_util.h"
 #include "tests/weight_test_util.h"
 
 namespace pgkm {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr int64_t kRows = 64, kCols = 32;
 
@@ -103,32 +98,17 @@ TEST(Importance, ScalesTravelOnTheWire) {
   EXPECT_EQ(back.stats.plain_objective, r.stats.plain_objective);
 }
 
-class ImportanceRun : public ::testing::Test {
+class ImportanceRun : public SmallRunTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("pgkm-importance-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    SmallRunTest::SetUp();
     fc1_ = random_weight(5, 32 * 16);
     fc2_ = random_weight(6, 16 * 32);
-    io::write_safetensors(
-        path("model.safetensors"),
-        {{"layers.0.fc1.weight", "F32", {32, 16}, std::as_bytes(std::span(fc1_))},
-         {"layers.0.fc2.weight", "F32", {16, 32}, std::as_bytes(std::span(fc2_))}},
-        {});
-    std::ofstream(path("config.yaml")) << "pgkm: 1\ndefaults:\n  block_size: 4\n  n_centroids: 8\n"
-                                          "rules:\n  - match: 'layers\\.0\\.fc.\\.weight'\n";
-    params_.model = path("model.safetensors");
-    params_.config = path("config.yaml");
-    params_.out = path("out.h5");
-    params_.defaults.kmeans.iterations = 3;
-    params_.threads = 1;
-    params_.device = Device::kCpu;
+    write_run({{"layers.0.fc1.weight", "F32", {32, 16}, std::as_bytes(std::span(fc1_))},
+               {"layers.0.fc2.weight", "F32", {16, 32}, std::as_bytes(std::span(fc2_))}},
+              "pgkm: 1\ndefaults:\n  block_size: 4\n  n_centroids: 8\n"
+              "rules:\n  - match: 'layers\\.0\\.fc.\\.weight'\n");
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   // Writes an importance file with h1 for fc1 (16 inputs) and h2 for fc2 (32), when given.
   void write_importance(const std::vector<float>& h1, const std::vector<float>& h2) {
@@ -156,9 +136,7 @@ class ImportanceRun : public ::testing::Test {
     return "";
   }
 
-  fs::path dir_;
   std::vector<float> fc1_, fc2_;
-  QuantizeParams params_;
 };
 
 TEST_F(ImportanceRun, EqualImportancesGiveThePlainArchiveAndReconstructDividesExactly) {

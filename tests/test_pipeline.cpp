@@ -4,11 +4,9 @@
 
 #include <gtest/gtest.h>
 
-#include <unistd.h>
 #include <chrono>
 
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,6 +16,7 @@
 #include "io/safetensors.h"
 #include "pipeline/plan.h"
 #include "pipeline/resources.h"
+#include "tests/run_test_util.h"
 
 namespace pgkm {
 namespace {
@@ -42,42 +41,27 @@ struct EventLog : QuantizeObserver {
   }
 };
 
-class Pipeline : public ::testing::Test {
+class Pipeline : public SmallRunTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("pgkm-pipeline-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    SmallRunTest::SetUp();
     std::mt19937 gen(3);
     std::normal_distribution<float> normal(0.f, 0.02f);
     for (auto* w : {&fc1_, &fc2_, &bias_}) {
       for (float& v : *w)
         v = normal(gen);
     }
-    io::write_safetensors(path("model.safetensors"),
-                          {{"layers.0.fc1.weight", "F32", {32, 16}, std::as_bytes(std::span(fc1_))},
-                           {"layers.0.fc2.weight", "F32", {16, 32}, std::as_bytes(std::span(fc2_))},
-                           {"layers.0.fc1.bias", "F32", {32}, std::as_bytes(std::span(bias_))}},
-                          {});
-    std::ofstream(path("config.yaml")) << "pgkm: 1\ndefaults:\n  block_size: 4\n  n_centroids: 8\n"
-                                          "rules:\n  - match: 'layers\\.0\\.fc.\\.weight'\n";
-    params_.model = path("model.safetensors");
-    params_.config = path("config.yaml");
-    params_.out = path("out.h5");
+    write_run({{"layers.0.fc1.weight", "F32", {32, 16}, std::as_bytes(std::span(fc1_))},
+               {"layers.0.fc2.weight", "F32", {16, 32}, std::as_bytes(std::span(fc2_))},
+               {"layers.0.fc1.bias", "F32", {32}, std::as_bytes(std::span(bias_))}},
+              "pgkm: 1\ndefaults:\n  block_size: 4\n  n_centroids: 8\n"
+              "rules:\n  - match: 'layers\\.0\\.fc.\\.weight'\n");
     params_.defaults.kmeans.iterations = 2;
-    params_.threads = 1;
-    params_.device = Device::kCpu;
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
-  fs::path dir_;
   std::vector<float> fc1_ = std::vector<float>(32 * 16);
   std::vector<float> fc2_ = std::vector<float>(16 * 32);
   std::vector<float> bias_ = std::vector<float>(32);
-  QuantizeParams params_;
 };
 
 TEST_F(Pipeline, RunsAsALibraryAndReportsEveryEvent) {

@@ -3,10 +3,8 @@
 // weight w counts exactly as w copies of it would, weights of one change nothing, the
 // weights follow the stated formula, and missing or empty token counts are clear errors.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <filesystem>
-#include <fstream>
+#include <cmath>
 #include <random>
 #include <string>
 #include <vector>
@@ -19,12 +17,11 @@
 #include "pipeline/importance.h"
 #include "pipeline/quantize_model.h"
 #include "pipeline/resources.h"
+#include "tests/run_test_util.h"
 #include "tests/weight_test_util.h"
 
 namespace pgkm {
 namespace {
-
-namespace fs = std::filesystem;
 
 constexpr int64_t kRows = 48, kCols = 16;
 
@@ -169,32 +166,17 @@ TEST(TokenWeights, RowWeightsFollowTheFormula) {
   }
 }
 
-class TokenWeightRun : public ::testing::Test {
+class TokenWeightRun : public SmallRunTest {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("pgkm-token-weights-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    SmallRunTest::SetUp();
     emb_ = random_weight(4, kRows * kCols);
     fc_ = random_weight(5, 16 * kCols);
-    io::write_safetensors(
-        path("model.safetensors"),
-        {{"embed_tokens.weight", "F32", {kRows, kCols}, std::as_bytes(std::span(emb_))},
-         {"layers.0.fc.weight", "F32", {16, kCols}, std::as_bytes(std::span(fc_))}},
-        {});
-    std::ofstream(path("config.yaml")) << "pgkm: 1\ndefaults:\n  block_size: 4\n  n_centroids: 8\n"
-                                          "rules:\n  - match: '.*\\.weight'\n";
-    params_.model = path("model.safetensors");
-    params_.config = path("config.yaml");
-    params_.out = path("out.h5");
-    params_.defaults.kmeans.iterations = 3;
-    params_.threads = 1;
-    params_.device = Device::kCpu;
+    write_run({{"embed_tokens.weight", "F32", {kRows, kCols}, std::as_bytes(std::span(emb_))},
+               {"layers.0.fc.weight", "F32", {16, kCols}, std::as_bytes(std::span(fc_))}},
+              "pgkm: 1\ndefaults:\n  block_size: 4\n  n_centroids: 8\n"
+              "rules:\n  - match: '.*\\.weight'\n");
   }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   // An importance file for the Linear, and token counts for the embedding when given.
   void write_importance(const std::vector<float>& counts) {
@@ -218,9 +200,7 @@ class TokenWeightRun : public ::testing::Test {
     return io::ArchiveReader::open(params_.out).read_layer(layer);
   }
 
-  fs::path dir_;
   std::vector<float> emb_, fc_, fc_h_ = std::vector<float>(kCols, 1.f);
-  QuantizeParams params_;
 };
 
 TEST_F(TokenWeightRun, TheEmbeddingIsWeightedOnlyWithABetaAndEveryLayerNeedsItsStatistic) {
