@@ -67,7 +67,11 @@ class Backend {
   // before the centroids moved (any codes give the exact result; recent ones make the
   // search small). previous may be the same span as codes (updated in place); otherwise
   // the two must not overlap. stats: out, the work done. This default scores all k
-  // centroids (assign) and says so in stats; the CPU backend prunes (kernels/candidates.h).
+  // centroids (assign) and says so in stats; the CPU backend prunes (kernels/candidates.h)
+  // and keeps, inside `points`, the points sorted by the codes it returned (and, for
+  // assign_accumulate_pruned, their sums), so that the next pass starting from those
+  // codes need not sort or add up everything again. That state is a cache: results never
+  // depend on it, but one resident set must not be used by two calls at once.
   virtual void assign_pruned(const ResidentPoints& points, std::span<const float> centroids,
                              std::span<const uint32_t> previous, std::span<uint32_t> codes,
                              std::span<float> dist, SearchStats& stats);

@@ -32,6 +32,13 @@
 //    the rounded per-coordinate distances (each at most (1+u) times the exact one)
 //    gives Abox <= (1+gamma_{b+2}) Dbox^2 + (b+1) eta as in 3. So Abox >
 //    (1+gamma_{b+2}) R^2 + (b+1) eta = block_limit implies Dbox > R: no candidate.
+// 5. Own distances. A point's distance to its previous centroid comes from the dist
+//    chain, dist = fl(sum (x_d - c_d)^2) in fma order: the chain of 3 with x for c_k, so
+//    as in 4, with D = |x - c_a|, dist >= (1-gamma_{b+2}) D^2 - (b+1) eta, i.e.
+//    D^2 <= (dist + (b+1) eta)/(1-gamma_{b+2}): KeyLimit::of_distance evaluates the key
+//    limit at that bound. Every step of the evaluation (a sum, product or square root
+//    of non-negative doubles, the final rounding to float) is correctly rounded, so
+//    non-decreasing: the limit of a tile's farthest point covers the tile's others.
 // The double arithmetic that evaluates these bounds (a few dozen roundings of 2^-53 on
 // positive values, no underflow: the smallest float squared is a normal double) is
 // covered by one factor 1 + 2^-40 per bound.
@@ -102,6 +109,12 @@ KeyLimit::KeyLimit(int dim, double max_centroid_norm) {
   scale_ = 1.0 + g;
   abs_ = (dim + 1.0) * kUnderflowUnit;
   inflate_ = kInflate;
+  dist_scale_ = kInflate / (1.0 - g);
+  dist_abs_ = (dim + 1.0) * kUnderflowUnit;
+}
+
+float KeyLimit::of_distance(float dist) const {
+  return limit((double{dist} + dist_abs_) * dist_scale_);
 }
 
 float key_limit(int dim, double dist2_upper, double max_centroid_norm) {

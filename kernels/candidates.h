@@ -51,7 +51,15 @@ class KeyLimit {
   KeyLimit(int dim, double max_centroid_norm);
 
   // key_limit(dim, dist2_upper, max_centroid_norm).
-  float operator()(double dist2_upper) const {
+  float operator()(double dist2_upper) const { return limit(dist2_upper); }
+
+  // The key limit of a point whose contract distance (the dist chain) to its previous
+  // centroid is `dist`: operator() of an upper bound of the exact squared distance
+  // (candidates.cpp, 5). Non-decreasing in dist.
+  float of_distance(float dist) const;
+
+ private:
+  float limit(double dist2_upper) const {
     const double u = std::sqrt(dist2_upper);
     const double e = e0_ + e1_ * u;  // score error bound E for |x| <= C + u
     const double r = u + std::sqrt(u * u + 4.0 * e);
@@ -60,12 +68,13 @@ class KeyLimit {
     return up < 0x1.fffffep127 ? static_cast<float>(up) : std::numeric_limits<float>::infinity();
   }
 
- private:
-  double e0_;       // gamma_{b+2} 2 C^2 + (2b+2) eta
-  double e1_;       // gamma_{b+2} C
-  double scale_;    // 1 + gamma_{b+2}
-  double abs_;      // (b+1) eta
-  double inflate_;  // covers the double rounding of this evaluation
+  double e0_;          // gamma_{b+2} 2 C^2 + (2b+2) eta
+  double e1_;          // gamma_{b+2} C
+  double scale_;       // 1 + gamma_{b+2}
+  double abs_;         // (b+1) eta
+  double inflate_;     // covers the double rounding of this evaluation
+  double dist_scale_;  // of_distance: |x - c|^2 <= (dist + dist_abs_) * dist_scale_
+  double dist_abs_;
 };
 
 // The box key of c_a and a box [lo, hi] (per coordinate) is pair_key's chain on

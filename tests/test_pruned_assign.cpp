@@ -436,6 +436,61 @@ TEST(PrunedAssign, FusedVariantMatchesAssignAccumulate) {
   }
 }
 
+// The search keeps the points sorted by code, and the fused pass the sums, between
+// passes on one resident set (a cache). Every pass must still give the brute-force
+// codes, distances, sums and counts, whether the cache fits the previous codes (a
+// Lloyd run), does not (codes from elsewhere), or the fixed-point scale changed; with
+// weights other than 1, so that moving a point moves its weight.
+TEST(PrunedAssign, StateKeptBetweenPassesNeverChangesAResult) {
+  for (int dim : {4, 8}) {
+    const size_t n = 12000;
+    const size_t k = 256;
+    Case c{weight_like(n * dim, 71u + dim), std::vector<float>(k * dim), dim};
+    for (size_t j = 0; j < k; ++j)
+      std::copy_n(c.points.begin() + (j * 4001 % n) * dim, dim, c.centroids.begin() + j * dim);
+    std::vector<uint32_t> weights(n);
+    for (size_t p = 0; p < n; ++p)
+      weights[p] = 1 + static_cast<uint32_t>(p % 5);
+    for (const auto& backend : backends_for(2)) {
+      const auto resident = backend->upload(c.points, weights, dim);
+      const auto fresh = backend->upload(c.points, weights, dim);
+      Case run = c;
+      std::vector<uint32_t> codes(n, 0);
+      std::vector<float> dist(n);
+      for (int step = 0; step < 8; ++step) {
+        const std::string label =
+            backend->name() + " dim=" + std::to_string(dim) + " step=" + std::to_string(step);
+        // Step 4 hands codes the cache has not seen; step 6 a different scale.
+        if (step == 4) codes = previous_codes(run, {codes, dist}, Previous::kRandom, 7u);
+        const FixedPoint fp = FixedPoint::for_data(step == 6 ? 0.5 : 1.0, 5 * n);
+        std::vector<uint32_t> want_codes(n);
+        std::vector<float> want_dist(n);
+        std::vector<int64_t> want_sums(k * dim), sums(k * dim);
+        std::vector<uint64_t> want_counts(k), counts(k);
+        backend->assign_accumulate(*fresh, run.centroids, fp, want_codes, want_dist, want_sums,
+                                   want_counts);
+        SearchStats stats;
+        backend->assign_accumulate_pruned(*resident, run.centroids, codes, fp, codes, dist, sums,
+                                          counts, stats);
+        expect_identical({codes, dist}, {want_codes, want_dist}, label);
+        ASSERT_EQ(sums, want_sums) << label;
+        ASSERT_EQ(counts, want_counts) << label;
+        // The plain pruned pass after a fused one, on the same resident points.
+        if (step == 5) {
+          Result plain{std::vector<uint32_t>(n), std::vector<float>(n)};
+          backend->assign_pruned(*resident, run.centroids, codes, plain.codes, plain.dist, stats);
+          expect_identical(plain, {want_codes, want_dist}, label + " plain");
+        }
+        for (size_t j = 0; j < k; ++j) {
+          if (counts[j] == 0) continue;
+          for (int d = 0; d < dim; ++d)
+            run.centroids[j * dim + d] = fp.mean(sums[j * dim + d], counts[j]);
+        }
+      }
+    }
+  }
+}
+
 TEST(PrunedAssign, ScoresFewCentroidsOnClusteredData) {
   // Well separated clusters and current previous codes: a point scores one or two
   // groups of candidates, not all 1024 centroids.

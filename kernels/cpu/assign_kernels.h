@@ -115,4 +115,19 @@ void fill_block_scalar(const CentroidSet& centroids, const uint32_t* ids, int64_
 void fill_block_avx2(const CentroidSet& centroids, const uint32_t* ids, int64_t count,
                      int64_t groups, float* grouped, float* half_norms, uint32_t* block_ids);
 
+// Helpers of the pruned search (pruned_assign.cpp).
+
+// own[i] = the contract's dist chain from row i of xs ([m][dim] row-major) to ca;
+// returns the largest (-1 when m = 0).
+float own_distances_scalar(const float* xs, int64_t m, const float* ca, int dim, float* own);
+float own_distances_avx2(const float* xs, int64_t m, const float* ca, int dim, float* own);
+
+// The centroids j whose pair key with c_a is <= limit (candidates::pair_key's chain),
+// skipping the blocks whose box key exceeds block_limit: ids and keys, each writable up
+// to centroids.k + 16 values, in block order. Returns their number.
+int64_t select_neighbors_scalar(const CentroidSet& centroids, int64_t a, float limit,
+                                float block_limit, uint32_t* ids, float* keys);
+int64_t select_neighbors_avx2(const CentroidSet& centroids, int64_t a, float limit,
+                              float block_limit, uint32_t* ids, float* keys);
+
 }  // namespace pgkm::cpu

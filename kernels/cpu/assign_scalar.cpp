@@ -39,6 +39,18 @@ float squared_distance(const float* x, const float* c, int dim) {
   return acc;
 }
 
+// Box key of c_a and block b: the pair-key chain on the distances to the block's box.
+float box_key(const CentroidSet& c, const float* ca, int64_t b, int64_t blocks) {
+  float box = 0.f;
+  for (int d = 0; d < c.dim; ++d) {
+    const float below = c.box_lo[d * blocks + b] - ca[d];
+    const float above = ca[d] - c.box_hi[d * blocks + b];
+    const float t = std::max(std::max(below, above), 0.f);
+    box = std::fma(t, t, box);
+  }
+  return box;
+}
+
 // score_j of the contract for the block slot `slot`, read from the grouped layout.
 float slot_score(const CandidateBlock& c, int64_t slot, const float* x) {
   const float* cg = c.grouped + (slot / kGroupSize) * c.dim * kGroupSize + slot % kGroupSize;
@@ -83,15 +95,7 @@ void select_levels_scalar(const CentroidSet& centroids, int64_t a, float block_l
   for (int l = 0; l < levels; ++l)
     counts[l] = 0;
   for (int64_t b = 0; b < blocks; ++b) {
-    // Box key: the pair-key chain on the distances to the block's box.
-    float box = 0.f;
-    for (int d = 0; d < dim; ++d) {
-      const float below = centroids.box_lo[d * blocks + b] - ca[d];
-      const float above = ca[d] - centroids.box_hi[d * blocks + b];
-      const float t = std::max(std::max(below, above), 0.f);
-      box = std::fma(t, t, box);
-    }
-    if (box > block_limit) continue;
+    if (box_key(centroids, ca, b, blocks) > block_limit) continue;
     for (int64_t i = b * 16; i < (b + 1) * 16 && i < centroids.k; ++i) {
       const uint32_t j = centroids.block_ids[i];
       // Pair key: the dist chain between two centroids (candidates::pair_key).
@@ -116,6 +120,35 @@ void fill_block_scalar(const CentroidSet& centroids, const uint32_t* ids, int64_
     half_norms[slot] = real ? centroids.half_norms[id] : -std::numeric_limits<float>::infinity();
     block_ids[slot] = real ? id : kNoCandidate;
   }
+}
+
+float own_distances_scalar(const float* xs, int64_t m, const float* ca, int dim, float* own) {
+  float farthest = -1.f;
+  for (int64_t i = 0; i < m; ++i) {
+    own[i] = squared_distance(xs + i * dim, ca, dim);
+    farthest = std::max(farthest, own[i]);
+  }
+  return farthest;
+}
+
+int64_t select_neighbors_scalar(const CentroidSet& centroids, int64_t a, float limit,
+                                float block_limit, uint32_t* ids, float* keys) {
+  const int dim = centroids.dim;
+  const float* ca = centroids.rows + a * dim;
+  const int64_t blocks = centroids.column_stride / 16;
+  int64_t count = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    if (box_key(centroids, ca, b, blocks) > block_limit) continue;
+    for (int64_t i = b * 16; i < (b + 1) * 16 && i < centroids.k; ++i) {
+      const uint32_t j = centroids.block_ids[i];
+      const float key = squared_distance(centroids.rows + int64_t{j} * dim, ca, dim);
+      if (key <= limit) {
+        ids[count] = j;
+        keys[count++] = key;
+      }
+    }
+  }
+  return count;
 }
 
 void assign_tiles_scalar(const CentroidSet& centroids, const TileRange& range) {

@@ -1,5 +1,6 @@
 // AVX2+FMA candidate kernels: one gathered tile of 8 points against the first groups
-// of a cluster's candidate block, the neighbour selection and the block's gather.
+// of a cluster's candidate block, the neighbour selection, the block's gather, and the
+// rows' distances to their own centroid.
 // Built with -mavx2 -mfma and run only after cpu_has_avx2_fma(); intrinsics and
 // internal functions only (see assign_avx2.cpp for why).
 //
@@ -148,19 +149,18 @@ unsigned boxes_within(const CentroidSet& c, const float* ca, int64_t first_block
   return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(acc, block_limit, _CMP_LE_OQ)));
 }
 
-template <int kDim>
-void select_levels(const CentroidSet& c, int64_t a, float block_limit, const float* limits,
-                   int levels, int64_t stride, uint32_t* out, int64_t* counts) {
+// The pair keys of c_a with the centroids of every block whose box may be within
+// `limit` (boxes_within at block_limit), 8 at a time: hit(in, keys, first) for the 8
+// block slots from `first`, in: the lanes whose key is <= limit (never 0).
+template <int kDim, typename Hit>
+void scan_near_blocks(const CentroidSet& c, int64_t a, float block_limit, float limit,
+                      const Hit& hit) {
   const int dim = kDim > 0 ? kDim : c.dim;
   const float* ca = c.rows + a * dim;
-  __m256 lim[kMaxLevels];
-  for (int l = 0; l < levels; ++l) {
-    lim[l] = _mm256_set1_ps(limits[l]);
-    counts[l] = 0;
-  }
   const int64_t col = c.column_stride;
   const int64_t blocks = col / 16;
   const __m256 box_limit = _mm256_set1_ps(block_limit);
+  const __m256 lim = _mm256_set1_ps(limit);
   for (int64_t first_block = 0; first_block < blocks; first_block += 8) {
     unsigned near = boxes_within<kDim>(c, ca, first_block, blocks, box_limit);
     if (blocks - first_block < 8) near &= (1u << (blocks - first_block)) - 1u;
@@ -174,21 +174,50 @@ void select_levels(const CentroidSet& c, int64_t a, float block_limit, const flo
                                          _mm256_broadcast_ss(ca + d));
           acc = _mm256_fmadd_ps(t, t, acc);
         }
-        unsigned left = static_cast<unsigned>(
-            _mm256_movemask_ps(_mm256_cmp_ps(acc, lim[levels - 1], _CMP_LE_OQ)));
-        if (c.k - first < kGroupSize) left &= c.k > first ? (1u << (c.k - first)) - 1u : 0u;
+        unsigned in =
+            static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(acc, lim, _CMP_LE_OQ)));
+        if (c.k - first < kGroupSize) in &= c.k > first ? (1u << (c.k - first)) - 1u : 0u;
+        if (in != 0) hit(in, acc, first);
+      }
+    }
+  }
+}
+
+template <int kDim>
+void select_levels(const CentroidSet& c, int64_t a, float block_limit, const float* limits,
+                   int levels, int64_t stride, uint32_t* out, int64_t* counts) {
+  __m256 lim[kMaxLevels];
+  for (int l = 0; l < levels; ++l) {
+    lim[l] = _mm256_set1_ps(limits[l]);
+    counts[l] = 0;
+  }
+  scan_near_blocks<kDim>(
+      c, a, block_limit, limits[levels - 1], [&](unsigned left, __m256 acc, int64_t first) {
         for (int l = 0; l < levels && left != 0; ++l) {
           unsigned level = left & static_cast<unsigned>(
                                       _mm256_movemask_ps(_mm256_cmp_ps(acc, lim[l], _CMP_LE_OQ)));
           left &= ~level;
           uint32_t* dst = out + l * stride;
-          for (; level != 0; level &= level - 1) {
+          for (; level != 0; level &= level - 1)
             dst[counts[l]++] = c.block_ids[first + __builtin_ctz(level)];
-          }
         }
-      }
+      });
+}
+
+template <int kDim>
+int64_t select_neighbors(const CentroidSet& c, int64_t a, float limit, float block_limit,
+                         uint32_t* ids, float* keys) {
+  int64_t count = 0;
+  scan_near_blocks<kDim>(c, a, block_limit, limit, [&](unsigned in, __m256 acc, int64_t first) {
+    alignas(32) float key[kGroupSize];
+    _mm256_store_ps(key, acc);
+    for (; in != 0; in &= in - 1) {
+      const int lane = __builtin_ctz(in);
+      ids[count] = c.block_ids[first + lane];
+      keys[count++] = key[lane];
     }
-  }
+  });
+  return count;
 }
 
 // r[j] = row j of an 8x8 block becomes column j: r[d][j] = old r[j][d].
@@ -260,6 +289,35 @@ void select_levels_avx2(const CentroidSet& centroids, int64_t a, float block_lim
       return select_levels<16>(centroids, a, block_limit, limits, levels, stride, out, counts);
     default:
       return select_levels<0>(centroids, a, block_limit, limits, levels, stride, out, counts);
+  }
+}
+
+float own_distances_avx2(const float* xs, int64_t m, const float* ca, int dim, float* own) {
+  float farthest = -1.f;
+  for (int64_t i = 0; i < m; ++i) {
+    const float* x = xs + i * dim;
+    float acc = 0.f;
+    for (int d = 0; d < dim; ++d) {
+      const float t = x[d] - ca[d];
+      acc = __builtin_fmaf(t, t, acc);
+    }
+    own[i] = acc;
+    farthest = acc > farthest ? acc : farthest;
+  }
+  return farthest;
+}
+
+int64_t select_neighbors_avx2(const CentroidSet& centroids, int64_t a, float limit,
+                              float block_limit, uint32_t* ids, float* keys) {
+  switch (centroids.dim) {
+    case 4:
+      return select_neighbors<4>(centroids, a, limit, block_limit, ids, keys);
+    case 8:
+      return select_neighbors<8>(centroids, a, limit, block_limit, ids, keys);
+    case 16:
+      return select_neighbors<16>(centroids, a, limit, block_limit, ids, keys);
+    default:
+      return select_neighbors<0>(centroids, a, limit, block_limit, ids, keys);
   }
 }
 

@@ -82,14 +82,22 @@ void kd_order(std::span<const float> rows, int dim, std::vector<uint32_t>& order
   kd_order(rows, dim, order, mid, hi);
 }
 
-// The block order of the candidate search (CentroidSet::block_columns).
-void prepare_blocks(std::span<const float> rows, int dim, int64_t stride, PreparedCentroids& out) {
+// The block order of the candidate search (CentroidSet::block_columns): `given`, or a
+// fresh k-d order when it is null. Any order is valid (the boxes are always those of
+// the current coordinates); a k-d one makes the boxes small.
+void prepare_blocks(std::span<const float> rows, int dim, int64_t stride,
+                    const std::vector<uint32_t>* given, PreparedCentroids& out) {
   const int64_t k = static_cast<int64_t>(rows.size()) / dim;
   const int64_t blocks = stride / 16;
-  std::vector<uint32_t> order(static_cast<size_t>(k));
-  for (int64_t j = 0; j < k; ++j)
-    order[j] = static_cast<uint32_t>(j);
-  kd_order(rows, dim, order, 0, k);
+  std::vector<uint32_t>& order = out.order;
+  if (given != nullptr) {
+    order = *given;
+  } else {
+    order.resize(static_cast<size_t>(k));
+    for (int64_t j = 0; j < k; ++j)
+      order[j] = static_cast<uint32_t>(j);
+    kd_order(rows, dim, order, 0, k);
+  }
   out.block_columns = make_aligned_floats(static_cast<size_t>(dim * stride));
   out.block_ids.assign(static_cast<size_t>(stride), kNoCandidate);
   // 16 floats of slack: the AVX2 selection loads boxes 8 at a time past the last one.
@@ -120,12 +128,13 @@ void prepare_blocks(std::span<const float> rows, int dim, int64_t stride, Prepar
 
 }  // namespace
 
-PreparedCentroids prepare_centroids(std::span<const float> rows, int dim) {
+PreparedCentroids prepare_centroids(std::span<const float> rows, int dim, BlockLayout layout) {
   const int64_t k = static_cast<int64_t>(rows.size()) / dim;
   const int64_t groups = (k + kGroupSize - 1) / kGroupSize;
   const int64_t stride = (k + 15) / 16 * 16;
   PreparedCentroids out{make_aligned_floats(static_cast<size_t>(groups * dim * kGroupSize)),
                         make_aligned_floats(static_cast<size_t>(groups * kGroupSize)),
+                        {},
                         {},
                         {},
                         {},
@@ -154,7 +163,7 @@ PreparedCentroids prepare_centroids(std::span<const float> rows, int dim) {
   out.view.k = k;
   out.view.groups = groups;
   out.view.dim = dim;
-  prepare_blocks(rows, dim, stride, out);
+  if (layout.blocks) prepare_blocks(rows, dim, stride, layout.order, out);
   return out;
 }
 
@@ -172,6 +181,69 @@ void assign_all(const KernelSet& kernels, int threads, const CpuResidentPoints& 
   }
 }
 
+namespace {
+
+// Tiles of accumulate() handed to a thread at a time.
+constexpr int64_t kAccumulateChunkTiles = 16;
+
+// Adds weight * quantize(x) of the tiles [first, last) into one thread's sums.
+void accumulate_tiles(const CpuResidentPoints& resident, const uint32_t* codes,
+                      const FixedPoint& fp, int64_t first, int64_t last, int64_t* sums,
+                      uint64_t* counts) {
+  const int dim = resident.dim();
+  for (int64_t t = first; t < last; ++t) {
+    const float* tile = resident.data() + t * dim * kTileWidth;
+    for (int lane = 0; lane < kTileWidth; ++lane) {
+      const int64_t p = t * kTileWidth + lane;
+      if (p >= resident.size()) break;
+      const int64_t w = resident.weights()[p];
+      int64_t* row = sums + int64_t{codes[p]} * dim;
+      counts[codes[p]] += static_cast<uint64_t>(w);
+      for (int d = 0; d < dim; ++d) {
+        const float x = tile[d * kTileWidth + lane];
+        row[d] += w * fp.quantize(x);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void accumulate_all(int threads, const CpuResidentPoints& resident, const uint32_t* codes,
+                    const FixedPoint& fp, std::span<int64_t> sums, std::span<uint64_t> counts) {
+  const int dim = resident.dim();
+  const int64_t k = static_cast<int64_t>(counts.size());
+  const int64_t width = k * dim;
+  std::vector<int64_t> partial_sums(static_cast<size_t>(threads * width));
+  std::vector<uint64_t> partial_counts(static_cast<size_t>(threads * k));
+  const int64_t chunks = (resident.tiles() + kAccumulateChunkTiles - 1) / kAccumulateChunkTiles;
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num();
+    int64_t* my_sums = partial_sums.data() + tid * width;
+    uint64_t* my_counts = partial_counts.data() + tid * k;
+#pragma omp for schedule(static)
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const int64_t first = chunk * kAccumulateChunkTiles;
+      const int64_t last = std::min(first + kAccumulateChunkTiles, resident.tiles());
+      accumulate_tiles(resident, codes, fp, first, last, my_sums, my_counts);
+    }
+  }
+  // Integer sums: any split across threads gives the same bits.
+  for (int64_t i = 0; i < width; ++i) {
+    int64_t total = 0;
+    for (int t = 0; t < threads; ++t)
+      total += partial_sums[t * width + i];
+    sums[i] = total;
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    uint64_t total = 0;
+    for (int t = 0; t < threads; ++t)
+      total += partial_counts[t * k + j];
+    counts[j] = total;
+  }
+}
+
 }  // namespace cpu
 
 namespace {
@@ -182,8 +254,6 @@ using cpu::kTileWidth;
 using cpu::PreparedCentroids;
 
 constexpr const char* kContext = "cpu backend";
-// Tiles of accumulate() handed to a thread at a time.
-constexpr int64_t kChunkTiles = 16;
 
 void score_candidates_scalar8(const cpu::CandidateBlock& block, int64_t groups, const float* tile,
                               uint32_t* codes, float* dist) {
@@ -233,6 +303,11 @@ class CpuBackend final : public Backend {
   void accumulate(const ResidentPoints& points, std::span<const uint32_t> codes,
                   const FixedPoint& fp, std::span<int64_t> sums,
                   std::span<uint64_t> counts) override;
+  void assign_accumulate_pruned(const ResidentPoints& points, std::span<const float> centroids,
+                                std::span<const uint32_t> previous, const FixedPoint& fp,
+                                std::span<uint32_t> codes, std::span<float> dist,
+                                std::span<int64_t> sums, std::span<uint64_t> counts,
+                                SearchStats& stats) override;
 
  private:
   // Checks the arguments common to assign and assign_pruned.
@@ -271,68 +346,34 @@ void CpuBackend::assign_pruned(const ResidentPoints& points, std::span<const flo
   check_assign(resident, centroids, codes, dist);
   const int64_t k = static_cast<int64_t>(centroids.size()) / resident.dim();
   check_previous_codes(previous, codes, resident.size(), k, kContext);
-  const PreparedCentroids prepared = cpu::prepare_centroids(centroids, resident.dim());
-  cpu::assign_pruned(kernels_, threads_, resident, prepared, previous, codes, dist, stats);
-}
-
-// Adds weight * quantize(x) of the tiles [first, last) into one thread's sums.
-void accumulate_tiles(const CpuResidentPoints& resident, const uint32_t* codes,
-                      const FixedPoint& fp, int64_t first, int64_t last, int64_t* sums,
-                      uint64_t* counts) {
-  const int dim = resident.dim();
-  for (int64_t t = first; t < last; ++t) {
-    const float* tile = resident.data() + t * dim * kTileWidth;
-    for (int lane = 0; lane < kTileWidth; ++lane) {
-      const int64_t p = t * kTileWidth + lane;
-      if (p >= resident.size()) break;
-      const int64_t w = resident.weights()[p];
-      int64_t* row = sums + int64_t{codes[p]} * dim;
-      counts[codes[p]] += static_cast<uint64_t>(w);
-      for (int d = 0; d < dim; ++d) {
-        const float x = tile[d * kTileWidth + lane];
-        row[d] += w * fp.quantize(x);
-      }
-    }
-  }
+  cpu::assign_pruned(kernels_, threads_, resident, centroids, previous, codes, dist, stats);
 }
 
 void CpuBackend::accumulate(const ResidentPoints& points, std::span<const uint32_t> codes,
                             const FixedPoint& fp, std::span<int64_t> sums,
                             std::span<uint64_t> counts) {
   const CpuResidentPoints& resident = as_cpu(points);
-  const int dim = resident.dim();
-  const int64_t n = resident.size();
-  const int64_t k = static_cast<int64_t>(counts.size());
-  check_accumulate_args(n, dim, codes, sums.size(), counts.size(), kContext);
-  const int64_t width = k * dim;
-  std::vector<int64_t> partial_sums(static_cast<size_t>(threads_ * width));
-  std::vector<uint64_t> partial_counts(static_cast<size_t>(threads_ * k));
-  const int64_t chunks = (resident.tiles() + kChunkTiles - 1) / kChunkTiles;
-#pragma omp parallel num_threads(threads_)
-  {
-    const int tid = omp_get_thread_num();
-    int64_t* my_sums = partial_sums.data() + tid * width;
-    uint64_t* my_counts = partial_counts.data() + tid * k;
-#pragma omp for schedule(static)
-    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-      const int64_t first = chunk * kChunkTiles;
-      const int64_t last = std::min(first + kChunkTiles, resident.tiles());
-      accumulate_tiles(resident, codes.data(), fp, first, last, my_sums, my_counts);
-    }
-  }
-  // Integer sums: any split across threads gives the same bits.
-  for (int64_t i = 0; i < width; ++i) {
-    int64_t total = 0;
-    for (int t = 0; t < threads_; ++t)
-      total += partial_sums[t * width + i];
-    sums[i] = total;
-  }
-  for (int64_t j = 0; j < k; ++j) {
-    uint64_t total = 0;
-    for (int t = 0; t < threads_; ++t)
-      total += partial_counts[t * k + j];
-    counts[j] = total;
-  }
+  check_accumulate_args(resident.size(), resident.dim(), codes, sums.size(), counts.size(),
+                        kContext);
+  cpu::accumulate_all(threads_, resident, codes.data(), fp, sums, counts);
+}
+
+void CpuBackend::assign_accumulate_pruned(const ResidentPoints& points,
+                                          std::span<const float> centroids,
+                                          std::span<const uint32_t> previous, const FixedPoint& fp,
+                                          std::span<uint32_t> codes, std::span<float> dist,
+                                          std::span<int64_t> sums, std::span<uint64_t> counts,
+                                          SearchStats& stats) {
+  const CpuResidentPoints& resident = as_cpu(points);
+  check_assign(resident, centroids, codes, dist);
+  const int64_t k = static_cast<int64_t>(centroids.size()) / resident.dim();
+  check_previous_codes(previous, codes, resident.size(), k, kContext);
+  PGKM_EXPECTS(sums.size() == static_cast<size_t>(k * resident.dim()) &&
+                   counts.size() == static_cast<size_t>(k),
+               kContext, "sums has ", sums.size(), " values and counts ", counts.size(),
+               "; expected ", k * resident.dim(), " and ", k);
+  cpu::assign_pruned(kernels_, threads_, resident, centroids, previous, codes, dist, stats, &fp,
+                     {sums, counts});
 }
 
 }  // namespace

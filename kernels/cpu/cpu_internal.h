@@ -26,6 +26,9 @@ using AlignedFloats = std::unique_ptr<float[], AlignedDelete>;
 // `count` zeroed floats (at least one), 64-byte aligned.
 AlignedFloats make_aligned_floats(size_t count);
 
+// What the pruned search keeps between passes (pruned_assign.cpp).
+struct PrunedCache;
+
 // Points as [tiles][dim][kTileWidth] floats (padding lanes zero) plus their weights.
 class CpuResidentPoints final : public ResidentPoints {
  public:
@@ -42,6 +45,11 @@ class CpuResidentPoints final : public ResidentPoints {
   const uint32_t* weights() const { return weights_.data(); }
   // An upper bound of max_p |x_p| (exact Euclidean norm), for the pruning margin.
   double max_norm() const { return max_norm_; }
+  // The pruned search's state between passes: the points sorted by their last codes
+  // (and, for the fused pass, the sums of those codes). Rebuilt whenever the previous
+  // codes a pass is given are not the ones it holds, so it is a cache: it never
+  // changes a result. One k-means at a time uses a layer's points, so it needs no lock.
+  std::shared_ptr<PrunedCache>& pruned_cache() const { return pruned_cache_; }
 
  private:
   int64_t n_;
@@ -50,6 +58,7 @@ class CpuResidentPoints final : public ResidentPoints {
   AlignedFloats data_;
   std::vector<uint32_t> weights_;
   double max_norm_;
+  mutable std::shared_ptr<PrunedCache> pruned_cache_;
 };
 
 // Centroids in the kernels' layout; owns the buffers a CentroidSet points into.
@@ -60,11 +69,20 @@ struct PreparedCentroids {
   std::vector<uint32_t> block_ids;
   AlignedFloats box_lo;
   AlignedFloats box_hi;
+  std::vector<uint32_t> order;  // [k] the block order (empty without blocks)
   CentroidSet view;
 };
 
+// Whether prepare_centroids lays out the search blocks (CentroidSet::block_columns and
+// boxes: the pruned search needs them, brute force does not), in a given order (a
+// previous pass's: [k]) or, when order is null, a fresh k-d order.
+struct BlockLayout {
+  bool blocks = false;
+  const std::vector<uint32_t>* order = nullptr;
+};
+
 // rows: [k, dim] row-major; the view keeps pointing into rows.
-PreparedCentroids prepare_centroids(std::span<const float> rows, int dim);
+PreparedCentroids prepare_centroids(std::span<const float> rows, int dim, BlockLayout layout = {});
 
 // The kernels of one instruction set (assign_kernels.h).
 struct KernelSet {
@@ -84,10 +102,22 @@ struct KernelSet {
 void assign_all(const KernelSet& kernels, int threads, const CpuResidentPoints& points,
                 const CentroidSet& centroids, uint32_t* codes, float* dist);
 
-// Backend::assign_pruned after the arguments were checked: exact candidate search with
-// brute force where pruning cannot pay (pruned_assign.cpp).
+// Per-centroid sums of the points by code, as Backend::accumulate defines them.
+struct ClusterSums {
+  std::span<int64_t> sums;     // [k, dim]
+  std::span<uint64_t> counts;  // [k]
+};
+
+// Backend::assign_pruned (sums empty) or assign_accumulate_pruned after the arguments
+// were checked: exact candidate search with brute force where pruning cannot pay
+// (pruned_assign.cpp).
 void assign_pruned(const KernelSet& kernels, int threads, const CpuResidentPoints& points,
-                   const PreparedCentroids& centroids, std::span<const uint32_t> previous,
-                   std::span<uint32_t> codes, std::span<float> dist, SearchStats& stats);
+                   std::span<const float> centroids, std::span<const uint32_t> previous,
+                   std::span<uint32_t> codes, std::span<float> dist, SearchStats& stats,
+                   const FixedPoint* fp = nullptr, ClusterSums sums = {});
+
+// Backend::accumulate after the arguments were checked.
+void accumulate_all(int threads, const CpuResidentPoints& points, const uint32_t* codes,
+                    const FixedPoint& fp, std::span<int64_t> sums, std::span<uint64_t> counts);
 
 }  // namespace pgkm::cpu

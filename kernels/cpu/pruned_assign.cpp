@@ -1,31 +1,37 @@
 // Exact candidate search on the CPU (Backend::assign_pruned).
 //
-// 1. One parallel pass over the points in memory order groups their indices by
-//    previous code (a stable counting sort), with each point's key limit
-//    (candidates::KeyLimit, from its distance to its previous centroid).
-// Then per cluster a (OpenMP, dynamic schedule):
-// 2. the points are put in nearly ascending order of key limit (a counting sort on the
-//    limits' exponents) and cut into tiles; a tile needs only the neighbours of c_a up
-//    to the largest limit of its points. Up to kMaxLevels levels of ascending limits
-//    cover the tiles;
-// 3. one SIMD pass over the pair keys of c_a with all k centroids sorts the neighbours
-//    into those levels;
+// Between passes the layer keeps a copy of its points sorted by code (PrunedCache,
+// rebuilt whenever the codes a pass is given are not the ones it was sorted by), so a
+// cluster's points are contiguous rows. A pass works cluster by cluster (OpenMP,
+// dynamic schedule), with cluster a's rows in cache the whole time:
+// 1. each row's contract distance to c_a (the dist chain: the bits the brute-force
+//    kernel gives if the code stays a), from which its key limit follows
+//    (candidates::KeyLimit::of_distance);
+// 2. the rows are put in nearly ascending order of distance (a counting sort on its
+//    exponent and two mantissa bits) and cut into tiles; a tile needs only the
+//    neighbours of c_a up to the key limit of its farthest row. Up to kMaxLevels levels
+//    of ascending limits cover the tiles;
+// 3. one SIMD pass over the pair keys of c_a with the centroids near it (blocks whose
+//    box is out of reach are skipped) sorts the neighbours into those levels;
 // 4. the neighbours, level by level, are gathered into a small block in the kernels'
 //    grouped layout, and each tile scores the prefix its level needs, rounded up to
-//    whole groups (extra candidates are real centroids, so they change nothing);
-//    results are scattered back.
-// The tiles of the top levels (points with the largest limits) are brute forced when
+//    whole groups (extra candidates are real centroids, so they change nothing).
+// The tiles of the top levels (rows with the largest limits) are brute forced when
 // that is cheaper than gathering their candidates, and the whole cluster when searching
-// would cost more than kMaxPrunedWork of brute force. A whole pass is brute force when it
-// has few centroids, magnitudes the rounding bound does not cover, or when a sample of
-// clusters shows that pruning cannot pay (as at b=16: step 1 would be pure overhead).
+// would cost more than kMaxPrunedWork of brute force. Then the copy is re-sorted by the
+// new codes (only when some changed), and the fused pass (assign_accumulate_pruned)
+// updates the previous pass's sums by the rows that moved instead of adding up every
+// point again. A whole pass is brute force when it has few centroids, magnitudes the
+// rounding bound does not cover, or when a sample of clusters shows that pruning
+// cannot pay (as at b=16).
 //
-// Results do not depend on the thread count or on how points fall into tiles: every
-// point gets the brute-force code and distance (candidates.h says why).
+// Results do not depend on the thread count or on how rows fall into tiles: every
+// point gets the brute-force code and distance (candidates.h says why), and sums are
+// exact integers.
 //
-// Memory per pass: 8 bytes per point (index and limit, grouped), the thread count
-// times k cursors, and per thread O(k * (dim + kMaxLevels)) for the neighbour lists and
-// the candidate block. The points themselves are read in place, prefetched per cluster.
+// Memory: the cache holds two sorted copies of the points ((dim + 1) x 4 bytes a point
+// each), the codes, distances and new codes (12 bytes a point) and the sums ([k, dim]
+// int64); per thread, O(k * (dim + kMaxLevels)) for the neighbour lists and the block.
 #include <omp.h>
 
 #include <algorithm>
@@ -34,6 +40,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <span>
 #include <utility>
 #include <vector>
@@ -43,6 +50,32 @@
 #include "kernels/cpu/cpu_internal.h"
 
 namespace pgkm::cpu {
+
+struct PrunedCache {
+  int64_t k = 0;
+  std::vector<uint32_t> codes;        // [n] the codes the copy is sorted by, by point
+  std::vector<int64_t> offsets;       // [k + 1] rows of each cluster
+  std::vector<uint32_t> points;       // [n] the point of each row
+  AlignedFloats xs;                   // [n, dim] the rows' coordinates
+  std::vector<float> own;             // [n] each row's distance to its centroid (scratch)
+  std::vector<uint32_t> row_codes;    // [n] each row's new code (scratch)
+  std::vector<uint32_t> next_points;  // the re-sort's target
+  AlignedFloats next_xs;
+  // The block order of the centroids (prepare_centroids) and the passes it served.
+  std::vector<uint32_t> block_order;
+  int order_age = 0;
+  // Brute-force passes left before the next sample, and the last such wait.
+  int passes_to_skip = 0;
+  int backoff = 0;
+  // The share of the centroids the last pruned pass scored (1 before any).
+  double last_scored = 1.0;
+  // The sums of the points by `codes` (valid when have_sums) under 2^fp_exponent.
+  bool have_sums = false;
+  int fp_exponent = 0;
+  std::vector<int64_t> sums;
+  std::vector<uint64_t> counts;
+};
+
 namespace {
 
 // Below this many centroids a pass is brute force: a point scores 1-2 groups anyway.
@@ -57,41 +90,89 @@ constexpr int64_t kBruteChunkTiles = 16;
 // group for one tile (measured: gathers of dim + 1 values against 8 * dim FMAs).
 constexpr double kFillCost = 1.5;
 // The search is skipped for a pass when a sample says that the points would score
-// more than this fraction of the centroids: the search's own costs (grouping the
+// more than this fraction of the centroids: the search's own costs (sorting the
 // points, selecting neighbours) would not be paid back.
 constexpr double kSkipFraction = 0.6;
 // The sample: every k / kSampleClusters-th cluster, up to kSamplePoints of its points.
 constexpr int64_t kSampleClusters = 64;
 constexpr int64_t kSamplePoints = 128;
-// Buckets of the counting sort by limit: exponent and two mantissa bits, so rows in
-// one bucket have limits within a factor 2^(1/4).
+// The longest wait, in passes, between samples once one said that pruning cannot pay.
+constexpr int kMaxBackoff = 8;
+// Passes a block order serves before a fresh k-d order is made.
+constexpr int kReorderPasses = 4;
+// Buckets of the counting sort by distance: exponent and two mantissa bits, so rows in
+// one bucket have distances within a factor 2^(1/4).
 constexpr int kOrderBuckets = 32;
 
-// What one cluster cost, for SearchStats.
-struct ClusterWork {
-  int64_t scored = 0;
-  int64_t brute_force = 0;
+struct RowKernels {
+  float (*own_distances)(const float*, int64_t, const float*, int, float*);
+  int64_t (*select_neighbors)(const CentroidSet&, int64_t, float, float, uint32_t*, float*);
 };
 
-// The points of a pass grouped by previous code (step 1): cluster a holds the rows
-// offsets[a] .. offsets[a + 1], in point order.
-struct Grouped {
-  std::vector<int64_t> offsets;  // [k + 1]
-  std::vector<uint32_t> ids;     // [n] point index of each row
-  std::vector<float> limits;     // [n] key limit of each row
-};
+RowKernels row_kernels(const KernelSet& kernels) {
+  if (kernels.assign_tiles == assign_tiles_scalar) {
+    return {own_distances_scalar, select_neighbors_scalar};
+  }
+  return {own_distances_avx2, select_neighbors_avx2};
+}
 
-Grouped group_points(const CpuResidentPoints& points, const CentroidSet& c,
-                     std::span<const uint32_t> previous, const candidates::KeyLimit& key_limit,
-                     int threads) {
+// Whether the search can pay: on a sample of clusters (up to kSamplePoints points
+// each), the share of the n * k centroid scores that the points would need, each up to
+// its own key limit, is at most kSkipFraction.
+bool pruning_pays(const RowKernels& rk, const CpuResidentPoints& points, const CentroidSet& c,
+                  std::span<const uint32_t> previous, const candidates::KeyLimit& key_limit) {
   const int dim = c.dim;
-  const int64_t n = points.size();
-  const int64_t k = c.k;
-  Grouped g{std::vector<int64_t>(static_cast<size_t>(k) + 1, 0),
-            std::vector<uint32_t>(static_cast<size_t>(n)),
-            std::vector<float>(static_cast<size_t>(n))};
-  // Thread t counts, then places, the points of its contiguous slice; slices are laid
-  // out in thread order within each cluster, so rows stay in point order.
+  const int64_t step = std::max<int64_t>(1, c.k / kSampleClusters);
+  const int64_t sampled = (c.k + step - 1) / step;
+  std::vector<int32_t> sample_of(static_cast<size_t>(c.k), -1);  // no division per point
+  for (int64_t i = 0; i < sampled; ++i)
+    sample_of[i * step] = static_cast<int32_t>(i);
+  std::vector<std::vector<float>> limits(static_cast<size_t>(sampled));
+  float x[kMaxBlockSize];
+  float own = 0.f;
+  int64_t full = 0;  // sampled clusters with kSamplePoints points: the scan stops at all
+  for (int64_t p = 0; p < points.size() && full < sampled; ++p) {
+    const int32_t i = sample_of[previous[p]];
+    if (i < 0 || static_cast<int64_t>(limits[i].size()) == kSamplePoints) continue;
+    const float* src = points.point(p);
+    for (int d = 0; d < dim; ++d)
+      x[d] = src[d * kTileWidth];
+    rk.own_distances(x, 1, c.rows + int64_t{previous[p]} * dim, dim, &own);
+    limits[i].push_back(key_limit.of_distance(own));
+    full += static_cast<int64_t>(limits[i].size()) == kSamplePoints;
+  }
+  std::vector<uint32_t> ids(static_cast<size_t>(c.k + 16));
+  std::vector<float> keys(static_cast<size_t>(c.k + 16));
+  std::vector<int64_t> below(static_cast<size_t>(kSamplePoints) + 1);
+  double needed = 0.0;
+  double all = 0.0;
+  for (int64_t i = 0; i < sampled; ++i) {
+    std::vector<float>& l = limits[i];
+    const int64_t m = static_cast<int64_t>(l.size());
+    if (m == 0) continue;
+    std::sort(l.begin(), l.end());
+    const int64_t count = rk.select_neighbors(
+        c, i * step, l.back(), candidates::block_limit(dim, l.back()), ids.data(), keys.data());
+    // below[q]: keys needed by the points from the q-th smallest limit up.
+    std::fill_n(below.begin(), m + 1, 0);
+    for (int64_t j = 0; j < count; ++j)
+      ++below[std::lower_bound(l.begin(), l.end(), keys[j]) - l.begin()];
+    int64_t prefix = 0;
+    for (int64_t q = 0; q < m; ++q) {
+      prefix += below[q];
+      needed += double(prefix);
+    }
+    all += double(m) * double(c.k);
+  }
+  return needed <= kSkipFraction * all;
+}
+
+// A stable counting sort of rows [0, n) by key(i) < k, in parallel: move(i, to) puts
+// row i at position `to`. Returns the first position of each key, [k + 1].
+template <typename Key, typename Move>
+std::vector<int64_t> counting_sort(int threads, int64_t n, int64_t k, const Key& key,
+                                   const Move& move) {
+  std::vector<int64_t> offsets(static_cast<size_t>(k) + 1, 0);
   std::vector<int64_t> cursor(static_cast<size_t>(threads * k), 0);
 #pragma omp parallel num_threads(threads)
   {
@@ -100,50 +181,100 @@ Grouped group_points(const CpuResidentPoints& points, const CentroidSet& c,
     const int64_t first = n * t / team;
     const int64_t last = n * (t + 1) / team;
     int64_t* mine = cursor.data() + t * k;
-    for (int64_t p = first; p < last; ++p)
-      ++mine[previous[p]];
+    for (int64_t i = first; i < last; ++i)
+      ++mine[key(i)];
 #pragma omp barrier
 #pragma omp single
     {
       int64_t row = 0;
       for (int64_t a = 0; a < k; ++a) {
-        g.offsets[a] = row;
+        offsets[a] = row;
         for (int u = 0; u < team; ++u) {
           const int64_t count = cursor[u * k + a];
           cursor[u * k + a] = row;
           row += count;
         }
       }
-      g.offsets[k] = row;
+      offsets[k] = row;
     }
-    for (int64_t p = first; p < last; ++p) {
-      const int64_t row = mine[previous[p]]++;
-      const float* src = points.point(p);
-      float x[kMaxBlockSize];
-      for (int d = 0; d < dim; ++d)
-        x[d] = src[d * kTileWidth];
-      g.ids[row] = static_cast<uint32_t>(p);
-      g.limits[row] = key_limit(
-          candidates::squared_distance_upper(x, c.rows + int64_t{previous[p]} * dim, dim));
-    }
+    for (int64_t i = first; i < last; ++i)
+      move(i, mine[key(i)]++);
   }
-  return g;
+  return offsets;
 }
+
+// Makes `cache` the points sorted by `previous`, unless it already is.
+void sort_points(int threads, const CpuResidentPoints& points, int64_t k,
+                 std::span<const uint32_t> previous, PrunedCache& cache) {
+  const int64_t n = points.size();
+  const int dim = points.dim();
+  if (cache.k == k && cache.codes.size() == previous.size() &&
+      std::equal(previous.begin(), previous.end(), cache.codes.begin())) {
+    return;
+  }
+  cache.k = k;
+  cache.have_sums = false;
+  cache.codes.assign(previous.begin(), previous.end());
+  cache.points.resize(static_cast<size_t>(n));
+  cache.own.resize(static_cast<size_t>(n));
+  cache.row_codes.resize(static_cast<size_t>(n));
+  cache.next_points.resize(static_cast<size_t>(n));
+  if (!cache.xs) {
+    cache.xs = make_aligned_floats(static_cast<size_t>(n * dim));
+    cache.next_xs = make_aligned_floats(static_cast<size_t>(n * dim));
+  }
+  float* xs = cache.xs.get();
+  uint32_t* rows = cache.points.data();
+  cache.offsets = counting_sort(
+      threads, n, k, [&](int64_t p) { return previous[p]; },
+      [&](int64_t p, int64_t to) {
+        rows[to] = static_cast<uint32_t>(p);
+        const float* src = points.point(p);
+        for (int d = 0; d < dim; ++d)
+          xs[to * dim + d] = src[d * kTileWidth];
+      });
+}
+
+// After a pass: the copy sorted by the new codes (row_codes), whose by-point copy is
+// `codes`.
+void resort_points(int threads, int dim, std::span<const uint32_t> codes, PrunedCache& cache) {
+  const int64_t n = static_cast<int64_t>(cache.points.size());
+  const float* xs = cache.xs.get();
+  float* next_xs = cache.next_xs.get();
+  cache.offsets = counting_sort(
+      threads, n, cache.k, [&](int64_t i) { return cache.row_codes[i]; },
+      [&](int64_t i, int64_t to) {
+        cache.next_points[to] = cache.points[i];
+        std::copy_n(xs + i * dim, dim, next_xs + to * dim);
+      });
+  std::swap(cache.points, cache.next_points);
+  std::swap(cache.xs, cache.next_xs);
+  std::copy(codes.begin(), codes.end(), cache.codes.begin());
+}
+
+// What one cluster cost, for SearchStats.
+struct ClusterWork {
+  int64_t scored = 0;
+  int64_t brute_force = 0;
+};
 
 // The read-only inputs of the per-cluster search and where its results go.
 struct Search {
   const KernelSet& kernels;
-  const CpuResidentPoints& points;
+  const RowKernels& rk;
   const CentroidSet& centroids;
-  const Grouped& grouped;
+  const candidates::KeyLimit& key_limit;
+  PrunedCache& cache;
   uint32_t* codes;  // [n] out, by point index
   float* dist;      // [n] out
 };
 
-// One cluster's rows.
+// One cluster's rows of the sorted copy.
 struct Cluster {
-  const float* limits;  // [m]
-  const uint32_t* ids;  // [m]
+  const float* xs;         // [m, dim]
+  const float* own;        // [m] distance to c_a
+  const uint32_t* points;  // [m]
+  uint32_t* row_codes;     // [m] out
   int64_t m;
 };
 
@@ -176,23 +307,23 @@ struct Scratch {
   std::vector<float> tile_dist;
 };
 
-// Fills scratch.order with the rows of the cluster in nearly ascending order of limit:
-// a counting sort on limit bits >> 21 (exponent and two mantissa bits), counted down
-// from the largest limit; far smaller limits share the first bucket.
+// Fills scratch.order with the rows of the cluster in nearly ascending order of
+// distance (so of key limit): a counting sort on distance bits >> 21 (exponent and two
+// mantissa bits), counted down from the largest; far smaller ones share the first bucket.
 void order_rows(const Cluster& cl, float largest, Scratch& scratch) {
   const uint32_t top = std::bit_cast<uint32_t>(largest) >> 21;
-  auto bucket_of = [&](float limit) {
-    const uint32_t below = top - (std::bit_cast<uint32_t>(limit) >> 21);
+  auto bucket_of = [&](float own) {
+    const uint32_t below = top - (std::bit_cast<uint32_t>(own) >> 21);
     return kOrderBuckets - 1 - static_cast<int>(std::min<uint32_t>(below, kOrderBuckets - 1));
   };
   std::array<int64_t, kOrderBuckets + 1> next{};
   for (int64_t i = 0; i < cl.m; ++i)
-    ++next[bucket_of(cl.limits[i]) + 1];
+    ++next[bucket_of(cl.own[i]) + 1];
   for (int b = 0; b < kOrderBuckets; ++b)
     next[b + 1] += next[b];
   scratch.order.resize(static_cast<size_t>(cl.m));
   for (int64_t i = 0; i < cl.m; ++i)
-    scratch.order[next[bucket_of(cl.limits[i])]++] = static_cast<uint32_t>(i);
+    scratch.order[next[bucket_of(cl.own[i])]++] = static_cast<uint32_t>(i);
 }
 
 // Rows order[first, first + count) of a cluster as one SoA tile, [dim][width]; lanes
@@ -202,9 +333,9 @@ void make_tile(const Search& s, const Cluster& cl, const Scratch& scratch, int64
   const int dim = s.centroids.dim;
   std::fill(tile, tile + int64_t{dim} * width, 0.f);
   for (int64_t lane = 0; lane < count; ++lane) {
-    const float* src = s.points.point(cl.ids[scratch.order[first + lane]]);
+    const float* src = cl.xs + int64_t{scratch.order[first + lane]} * dim;
     for (int d = 0; d < dim; ++d)
-      tile[d * width + lane] = src[d * kTileWidth];
+      tile[d * width + lane] = src[d];
   }
 }
 
@@ -212,9 +343,11 @@ void make_tile(const Search& s, const Cluster& cl, const Scratch& scratch, int64
 void scatter(const Search& s, const Cluster& cl, const Scratch& scratch, int64_t first,
              int64_t count) {
   for (int64_t lane = 0; lane < count; ++lane) {
-    const uint32_t p = cl.ids[scratch.order[first + lane]];
+    const uint32_t row = scratch.order[first + lane];
+    const uint32_t p = cl.points[row];
     s.codes[p] = scratch.tile_codes[lane];
     s.dist[p] = scratch.tile_dist[lane];
+    cl.row_codes[row] = scratch.tile_codes[lane];
   }
 }
 
@@ -267,26 +400,23 @@ int cheapest_cut(const Scratch& scratch, int levels, int64_t tiles, int64_t all_
 
 ClusterWork search_cluster(const Search& s, int64_t a, Scratch& scratch) {
   const CentroidSet& c = s.centroids;
-  const int64_t row = s.grouped.offsets[a];
-  const Cluster cl{s.grouped.limits.data() + row, s.grouped.ids.data() + row,
-                   s.grouped.offsets[a + 1] - row};
-  if (cl.m == 0) return {};
-  // The points are read, and their results written, at random places below: fetch them
-  // all now (a point's coordinates span dim / 2 cache lines of its tile).
+  PrunedCache& cache = s.cache;
+  const int64_t row = cache.offsets[a];
+  const int64_t m = cache.offsets[a + 1] - row;
+  if (m == 0) return {};
+  const Cluster cl{cache.xs.get() + row * c.dim, cache.own.data() + row, cache.points.data() + row,
+                   cache.row_codes.data() + row, m};
+  // Results are written at random places below: fetch those lines now.
   for (int64_t i = 0; i < cl.m; ++i) {
-    const float* src = s.points.point(cl.ids[i]);
-    for (int d = 0; d < c.dim; d += 2)
-      __builtin_prefetch(src + d * kTileWidth);
-    __builtin_prefetch(s.codes + cl.ids[i], 1);
-    __builtin_prefetch(s.dist + cl.ids[i], 1);
+    __builtin_prefetch(s.codes + cl.points[i], 1);
+    __builtin_prefetch(s.dist + cl.points[i], 1);
   }
-  float largest = 0.f;
-  for (int64_t i = 0; i < cl.m; ++i)
-    largest = std::max(largest, cl.limits[i]);
+  const float largest =
+      s.rk.own_distances(cl.xs, m, c.rows + a * c.dim, c.dim, cache.own.data() + row);
   order_rows(cl, largest, scratch);
 
-  // Levels: consecutive tiles share one; its limit is the largest of its rows and of
-  // the levels below (the order is only nearly ascending).
+  // Levels: consecutive tiles share one; its limit is the key limit of the farthest of
+  // its rows and of the levels below (the order is only nearly ascending).
   const int width = s.kernels.tile_width;
   const int64_t tiles = (cl.m + width - 1) / width;
   const int levels = static_cast<int>(std::min<int64_t>(tiles, kMaxLevels));
@@ -294,9 +424,11 @@ ClusterWork search_cluster(const Search& s, int64_t a, Scratch& scratch) {
   float running = 0.f;
   for (int64_t t = 0; t < tiles; ++t) {
     for (int64_t i = t * width; i < std::min((t + 1) * width, cl.m); ++i)
-      running = std::max(running, cl.limits[scratch.order[i]]);
+      running = std::max(running, cl.own[scratch.order[i]]);
     scratch.level_limits[level_of(t)] = running;
   }
+  for (int l = 0; l < levels; ++l)
+    scratch.level_limits[l] = s.key_limit.of_distance(scratch.level_limits[l]);
   s.kernels.select_levels(c, a, candidates::block_limit(c.dim, scratch.level_limits[levels - 1]),
                           scratch.level_limits, levels, scratch.list_stride, scratch.lists.data(),
                           scratch.counts);
@@ -334,95 +466,129 @@ ClusterWork search_cluster(const Search& s, int64_t a, Scratch& scratch) {
   return done;
 }
 
-// Whether the search can pay: on a sample of clusters (up to kSamplePoints points
-// each), the share of the n * k centroid scores that the points would need, each up to
-// its own key limit, estimated at kMaxLevels quantiles of the limits, is at most
-// kSkipFraction.
-bool pruning_pays(const KernelSet& kernels, const CpuResidentPoints& points, const CentroidSet& c,
-                  std::span<const uint32_t> previous, const candidates::KeyLimit& key_limit) {
-  const int dim = c.dim;
-  const int64_t step = std::max<int64_t>(1, c.k / kSampleClusters);
-  const int64_t sampled = (c.k + step - 1) / step;
-  std::vector<int32_t> sample_of(static_cast<size_t>(c.k), -1);  // no division per point
-  for (int64_t i = 0; i < sampled; ++i)
-    sample_of[i * step] = static_cast<int32_t>(i);
-  std::vector<std::vector<float>> limits(static_cast<size_t>(sampled));
-  float x[kMaxBlockSize];
-  int64_t full = 0;  // sampled clusters with kSamplePoints points: the scan stops at all
-  for (int64_t p = 0; p < points.size() && full < sampled; ++p) {
-    const int32_t i = sample_of[previous[p]];
-    if (i < 0 || static_cast<int64_t>(limits[i].size()) == kSamplePoints) continue;
-    const float* src = points.point(p);
-    for (int d = 0; d < dim; ++d)
-      x[d] = src[d * kTileWidth];
-    limits[i].push_back(
-        key_limit(candidates::squared_distance_upper(x, c.rows + int64_t{previous[p]} * dim, dim)));
-    full += static_cast<int64_t>(limits[i].size()) == kSamplePoints;
-  }
-  std::vector<uint32_t> list(static_cast<size_t>(kMaxLevels * (c.k + 16)));
-  double needed = 0.0;
-  double all = 0.0;
-  for (int64_t i = 0; i < sampled; ++i) {
-    std::vector<float>& l = limits[i];
-    const int64_t m = static_cast<int64_t>(l.size());
-    if (m == 0) continue;
-    std::sort(l.begin(), l.end());
-    const int levels = static_cast<int>(std::min<int64_t>(m, kMaxLevels));
-    float level_limits[kMaxLevels];
-    int64_t counts[kMaxLevels];
-    for (int q = 0; q < levels; ++q)
-      level_limits[q] = l[(q + 1) * m / levels - 1];
-    kernels.select_levels(c, i * step, candidates::block_limit(dim, level_limits[levels - 1]),
-                          level_limits, levels, c.k + 16, list.data(), counts);
-    int64_t prefix = 0;
-    for (int q = 0; q < levels; ++q) {
-      prefix += counts[q];
-      needed += double(prefix) * double((q + 1) * m / levels - q * m / levels);
+// The sums of the new codes from the cached sums of the previous ones: every row whose
+// code changed moves its weight * quantize(x) from the old cluster to the new one.
+// A row whose code changed, and the cluster it left.
+struct Mover {
+  int64_t row;
+  int64_t from;
+};
+
+void move_sums(const CpuResidentPoints& points, const FixedPoint& fp, std::span<const Mover> movers,
+               PrunedCache& cache) {
+  const int dim = points.dim();
+  for (const Mover& mover : movers) {
+    const int64_t from = mover.from;
+    const int64_t to = cache.row_codes[mover.row];
+    const int64_t w = points.weights()[cache.points[mover.row]];
+    cache.counts[from] -= static_cast<uint64_t>(w);
+    cache.counts[to] += static_cast<uint64_t>(w);
+    const float* x = cache.xs.get() + mover.row * dim;
+    for (int d = 0; d < dim; ++d) {
+      const int64_t q = w * fp.quantize(x[d]);
+      cache.sums[from * dim + d] -= q;
+      cache.sums[to * dim + d] += q;
     }
-    all += double(m) * double(c.k);
   }
-  return needed <= kSkipFraction * all;
 }
 
 }  // namespace
 
 void assign_pruned(const KernelSet& kernels, int threads, const CpuResidentPoints& points,
-                   const PreparedCentroids& centroids, std::span<const uint32_t> previous,
-                   std::span<uint32_t> codes, std::span<float> dist, SearchStats& stats) {
-  const CentroidSet& c = centroids.view;
+                   std::span<const float> centroid_rows, std::span<const uint32_t> previous,
+                   std::span<uint32_t> codes, std::span<float> dist, SearchStats& stats,
+                   const FixedPoint* fp, ClusterSums sums) {
+  const int dim = points.dim();
   const int64_t n = points.size();
-  const int64_t k = c.k;
+  const int64_t k = static_cast<int64_t>(centroid_rows.size()) / dim;
   stats = {n, k, n * k, n * k, n};
+  std::shared_ptr<PrunedCache>& slot = points.pruned_cache();
+  if (!slot) slot = std::make_shared<PrunedCache>();
+  PrunedCache& cache = *slot;
+  auto brute_force_pass = [&](const CentroidSet& c) {
+    assign_all(kernels, threads, points, c, codes.data(), dist.data());
+    if (fp != nullptr) accumulate_all(threads, points, codes.data(), *fp, sums.sums, sums.counts);
+  };
+  // After a sample said that pruning cannot pay, the next passes are brute force
+  // without one (1, 2, 4, then every 8 passes a new sample): where it never pays, as at
+  // b=16, the sample would be pure overhead.
+  if (cache.passes_to_skip > 0) {
+    --cache.passes_to_skip;
+    return brute_force_pass(prepare_centroids(centroid_rows, dim).view);
+  }
+  // The block order of an earlier pass is kept for kReorderPasses passes: centroids
+  // move little, so its boxes stay nearly as small, and it costs no k-d sort.
+  const bool reuse_order =
+      cache.block_order.size() == static_cast<size_t>(k) && cache.order_age < kReorderPasses;
+  const PreparedCentroids centroids =
+      prepare_centroids(centroid_rows, dim, {true, reuse_order ? &cache.block_order : nullptr});
+  const CentroidSet& c = centroids.view;
   const double max_centroid_norm =
-      candidates::max_norm_upper({c.rows, static_cast<size_t>(k * c.dim)}, c.dim);
+      candidates::max_norm_upper({c.rows, static_cast<size_t>(k * dim)}, dim);
   if (k < kMinPrunedCentroids || n > int64_t{std::numeric_limits<uint32_t>::max()} ||
       !candidates::pruning_is_safe(points.max_norm(), max_centroid_norm)) {
-    assign_all(kernels, threads, points, c, codes.data(), dist.data());
-    return;
+    return brute_force_pass(c);
   }
-  // The only reads of `previous`; they end before the first code is written, so the
-  // two may be one array.
-  const candidates::KeyLimit key_limit(c.dim, max_centroid_norm);
-  if (!pruning_pays(kernels, points, c, previous, key_limit)) {
-    assign_all(kernels, threads, points, c, codes.data(), dist.data());
-    return;
+  const RowKernels rk = row_kernels(kernels);
+  const candidates::KeyLimit key_limit(dim, max_centroid_norm);
+  // A pass after one that scored little needs no sample: passes only get better.
+  // `previous` is read only here and by sort_points, before any code is written, so
+  // the two may be one array.
+  if (cache.last_scored > kSkipFraction / 2 && !pruning_pays(rk, points, c, previous, key_limit)) {
+    cache.backoff = std::min(cache.backoff == 0 ? 1 : 2 * cache.backoff, kMaxBackoff);
+    cache.passes_to_skip = cache.backoff;
+    return brute_force_pass(c);
   }
-  const Grouped grouped = group_points(points, c, previous, key_limit, threads);
-  const Search search{kernels, points, c, grouped, codes.data(), dist.data()};
+  cache.backoff = 0;
+  sort_points(threads, points, k, previous, cache);
+  if (reuse_order) {
+    ++cache.order_age;
+  } else {
+    cache.block_order = centroids.order;
+    cache.order_age = 1;
+  }
+
+  const Search search{kernels, rk, c, key_limit, cache, codes.data(), dist.data()};
+  std::vector<std::vector<Mover>> moved(static_cast<size_t>(threads));
   int64_t scored = 0;
   int64_t brute_force = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : scored, brute_force)
   {
-    Scratch scratch(k, c.dim, kernels.tile_width);
-#pragma omp for schedule(dynamic)
+    Scratch scratch(k, dim, kernels.tile_width);
+    std::vector<Mover>& movers = moved[omp_get_thread_num()];
+#pragma omp for schedule(dynamic, 4)
     for (int64_t a = 0; a < k; ++a) {
       const ClusterWork w = search_cluster(search, a, scratch);
       scored += w.scored;
       brute_force += w.brute_force;
+      for (int64_t row = cache.offsets[a]; row < cache.offsets[a + 1]; ++row) {
+        if (cache.row_codes[row] != a) movers.push_back({row, a});
+      }
     }
   }
   stats.scored = scored;
   stats.brute_force = brute_force;
+  cache.last_scored = stats.scored_fraction();
+
+  std::vector<Mover> movers;
+  for (const std::vector<Mover>& rows : moved)
+    movers.insert(movers.end(), rows.begin(), rows.end());
+  if (fp != nullptr) {
+    if (cache.have_sums && cache.fp_exponent == fp->exponent()) {
+      move_sums(points, *fp, movers, cache);
+    } else {
+      cache.sums.resize(static_cast<size_t>(k * dim));
+      cache.counts.resize(static_cast<size_t>(k));
+      accumulate_all(threads, points, codes.data(), *fp, cache.sums, cache.counts);
+      cache.have_sums = true;
+      cache.fp_exponent = fp->exponent();
+    }
+    std::copy(cache.sums.begin(), cache.sums.end(), sums.sums.begin());
+    std::copy(cache.counts.begin(), cache.counts.end(), sums.counts.begin());
+  } else if (!movers.empty()) {
+    cache.have_sums = false;
+  }
+  if (!movers.empty()) resort_points(threads, dim, codes, cache);
 }
 
 }  // namespace pgkm::cpu
