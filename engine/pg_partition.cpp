@@ -94,8 +94,7 @@ void Partitioner::split(const Node& node, bool parallel, Node* children) {
   std::vector<float> centroid(static_cast<size_t>(local_.dim));
   for (size_t d = 0; d < centroid.size(); ++d)
     centroid[d] = fp_.mean(node.sums[d], node.weight);
-  key_by_distance(node, centroid.data(), wide);
-  const uint32_t far = wide ? far_point_parallel(node) : far_point(node);
+  const uint32_t far = far_point(node, centroid.data(), wide);
   key_by_distance(node, local_.row(far).data(), wide);
 
   const int64_t k_left = node.k / 2;
@@ -124,28 +123,34 @@ void Partitioner::sum_children(const Node& parent, Node* children) const {
   large.weight = parent.weight - small.weight;
 }
 
-// The position of the member farthest from the point keyed_ was keyed by; ties go
-// to the lowest index.
-uint32_t Partitioner::far_point(const Node& node) {
-  Keyed best = keyed_[node.begin];
-  for (int64_t i = node.begin + 1; i < node.end; ++i) {
-    if (keyed_[i].farther_than(best)) best = keyed_[i];
+// The farthest of the node's members [first, last) from `center`, by squared distance
+// (ties to the lowest index). Nothing is stored: only the far point is kept.
+Keyed Partitioner::farthest(int64_t first, int64_t last, const float* center) const {
+  const int dim = local_.dim;
+  Keyed best{squared_distance(local_.row(first).data(), center, dim), index_[first],
+             static_cast<uint32_t>(first)};
+  for (int64_t i = first + 1; i < last; ++i) {
+    const Keyed e{squared_distance(local_.row(i).data(), center, dim), index_[i],
+                  static_cast<uint32_t>(i)};
+    if (e.farther_than(best)) best = e;
   }
-  return best.pos;
+  return best;
 }
 
-// far_point with every thread: the farthest of each chunk's farthest. "Farther"
-// is a strict total order, so the winner does not depend on the chunks.
-uint32_t Partitioner::far_point_parallel(const Node& node) {
+// The position of the member farthest from `center`; with `parallel`, a large node is
+// scanned by every thread, the farthest of each chunk's farthest ("farther" is a
+// strict total order, so the winner does not depend on the chunks).
+uint32_t Partitioner::far_point(const Node& node, const float* center, bool parallel) const {
+  if (!parallel || node.size() < kParallelMinMembers) {
+    return farthest(node.begin, node.end, center).pos;
+  }
   const int chunks = omp_get_max_threads();
-  std::vector<Keyed> best(static_cast<size_t>(chunks), keyed_[node.begin]);
+  std::vector<Keyed> best(static_cast<size_t>(chunks));
 #pragma omp parallel for schedule(static, 1)
   for (int c = 0; c < chunks; ++c) {
-    Keyed& b = best[static_cast<size_t>(c)];
-    for (int64_t i = node.begin + chunk_begin(node.size(), chunks, c);
-         i < node.begin + chunk_begin(node.size(), chunks, c + 1); ++i) {
-      if (keyed_[i].farther_than(b)) b = keyed_[i];
-    }
+    best[static_cast<size_t>(c)] =
+        farthest(node.begin + chunk_begin(node.size(), chunks, c),
+                 node.begin + chunk_begin(node.size(), chunks, c + 1), center);
   }
   Keyed winner = best[0];
   for (const Keyed& b : best) {

@@ -80,14 +80,14 @@ class Partitioner {
 
  private:
   void split(const Node& node, bool parallel, Node* children);
-  uint32_t far_point(const Node& node);
+  uint32_t far_point(const Node& node, const float* center, bool parallel) const;
+  Keyed farthest(int64_t first, int64_t last, const float* center) const;
   void key_by_distance(const Node& node, const float* center, bool parallel);
   int64_t select_cut(const Node& node, uint64_t weight, int64_t k_left);
   int64_t weighted_cut(Keyed* keyed, int64_t m, uint64_t target, int64_t k);
   void move_left_first(const Node& node, int64_t cut);
   // Parallel counterparts for one large node, used while there are fewer nodes
   // than threads. They find the same cut and the same left child.
-  uint32_t far_point_parallel(const Node& node);
   int64_t select_cut_parallel(const Node& node, uint64_t weight, int64_t k_left);
   Selected select_parallel(const Node& node, bool by_weight, uint64_t target, uint64_t scale);
   std::vector<Keyed> candidates(const Node& node, uint64_t mask, uint64_t value) const;
