@@ -4,8 +4,8 @@
     python3 bench/peers/bound_sim.py [--cases attention,fc] [--iters 15]
 
 The pruned search (kernels/cpu/pruned_assign.cpp) still touches every point each pass:
-it groups it by previous code, sorts it into a tile and scores at least one group of
-candidates. Two classic per-point tests would let a point keep its code untouched:
+it measures its distance to its centroid, sorts it into a tile and scores at least one
+group of candidates. Two classic per-point tests would let a point keep its code untouched:
 
 - Hamerly (2010): keep a lower bound l on the distance to the second-closest centroid;
   after an update, l -= the largest drift of any other centroid, and u = d(x, c_a);
