@@ -30,54 +30,56 @@ constexpr int kWide = 16;  // points per 512-bit register
 struct WideBest {
   __m512 score;
   __m512i group;
-  __mmask16 tied;  // kTrackTies only: a later group reached `score` too
 };
+
+// The scores of one group of 8 centroids (cg: [dim][8], hn: their half norms) for the
+// 16 points of a [dim][16] tile, into acc; returns each point's maximum over the group.
+template <int kDim>
+[[gnu::always_inline]] inline __m512 score_group(const float* cg, const float* hn, int dim_,
+                                                 const float* tile, __m512* acc) {
+  const int dim = kDim > 0 ? kDim : dim_;
+  // 32 registers hold up to 16 point rows besides the 8 accumulators.
+  const float* x_rows = tile;
+  if constexpr (kDim == 0 || kDim > 16) asm("" : "+r"(x_rows));
+#pragma GCC unroll 8
+  for (int j = 0; j < kGroupSize; ++j)
+    acc[j] = _mm512_set1_ps(hn[j]);
+#pragma GCC unroll 32
+  for (int d = 0; d < dim; ++d) {
+    const __m512 x = _mm512_load_ps(x_rows + d * kWide);
+#pragma GCC unroll 8
+    for (int j = 0; j < kGroupSize; ++j) {
+      acc[j] = _mm512_fmadd_ps(x, _mm512_set1_ps(cg[d * kGroupSize + j]), acc[j]);
+    }
+  }
+  const __m512 m01 = _mm512_max_ps(acc[0], acc[1]);
+  const __m512 m23 = _mm512_max_ps(acc[2], acc[3]);
+  const __m512 m45 = _mm512_max_ps(acc[4], acc[5]);
+  const __m512 m67 = _mm512_max_ps(acc[6], acc[7]);
+  return _mm512_max_ps(_mm512_max_ps(m01, m23), _mm512_max_ps(m45, m67));
+}
 
 // The running best of 16 points over `groups` centroid groups: the first group with a
 // strictly greater maximum, as in assign_avx2.cpp. tile: [dim][16].
-template <int kDim, bool kTrackTies>
-WideBest scan_wide(const float* grouped, const float* half_norms, int64_t groups, int dim_,
+template <int kDim>
+WideBest scan_wide(const float* grouped, const float* half_norms, int64_t groups, int dim,
                    const float* tile) {
-  const int dim = kDim > 0 ? kDim : dim_;
   const int64_t group_stride = int64_t{dim} * kGroupSize;
   __m512 best = _mm512_set1_ps(-__builtin_inff());
   __m512i best_group = _mm512_setzero_si512();
-  __mmask16 tied = 0;
   __m512i group = _mm512_setzero_si512();
   const __m512i one = _mm512_set1_epi32(1);
   const float* cg = grouped;
   const float* hn = half_norms;
   for (int64_t g = 0; g < groups; ++g, cg += group_stride, hn += kGroupSize) {
-    // 32 registers hold up to 16 point rows besides the 8 accumulators.
-    const float* x_rows = tile;
-    if constexpr (kDim == 0 || kDim > 16) asm("" : "+r"(x_rows));
     __m512 acc[kGroupSize];
-#pragma GCC unroll 8
-    for (int j = 0; j < kGroupSize; ++j)
-      acc[j] = _mm512_set1_ps(hn[j]);
-#pragma GCC unroll 32
-    for (int d = 0; d < dim; ++d) {
-      const __m512 x = _mm512_load_ps(x_rows + d * kWide);
-#pragma GCC unroll 8
-      for (int j = 0; j < kGroupSize; ++j) {
-        acc[j] = _mm512_fmadd_ps(x, _mm512_set1_ps(cg[d * kGroupSize + j]), acc[j]);
-      }
-    }
-    const __m512 m01 = _mm512_max_ps(acc[0], acc[1]);
-    const __m512 m23 = _mm512_max_ps(acc[2], acc[3]);
-    const __m512 m45 = _mm512_max_ps(acc[4], acc[5]);
-    const __m512 m67 = _mm512_max_ps(acc[6], acc[7]);
-    const __m512 tmax = _mm512_max_ps(_mm512_max_ps(m01, m23), _mm512_max_ps(m45, m67));
+    const __m512 tmax = score_group<kDim>(cg, hn, dim, tile, acc);
     const __mmask16 improved = _mm512_cmp_ps_mask(tmax, best, _CMP_GT_OQ);
-    if constexpr (kTrackTies) {
-      const __mmask16 equal = _mm512_cmp_ps_mask(tmax, best, _CMP_EQ_OQ);
-      tied = static_cast<__mmask16>((tied | equal) & ~improved);
-    }
     best = _mm512_max_ps(tmax, best);
     best_group = _mm512_mask_mov_epi32(best_group, improved, group);
     group = _mm512_add_epi32(group, one);
   }
-  return {best, best_group, tied};
+  return {best, best_group};
 }
 
 // Bit j set: slot j of `group` scores exactly `best` for point `lane` of a [dim][16] tile.
@@ -128,7 +130,7 @@ void assign_range(const CentroidSet& c, const TileRange& range) {
       const __m256 hi = pair ? _mm256_load_ps(low + (dim + d) * kTileWidth) : _mm256_setzero_ps();
       _mm512_store_ps(tile + d * kWide, _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
     }
-    const WideBest wb = scan_wide<kDim, false>(c.grouped, c.half_norms, c.groups, dim, tile);
+    const WideBest wb = scan_wide<kDim>(c.grouped, c.half_norms, c.groups, dim, tile);
     _mm512_store_ps(best, wb.score);
     _mm512_store_si512(group, wb.group);
     for (int lane = 0; lane < kWide; ++lane) {
@@ -149,33 +151,40 @@ void assign_range(const CentroidSet& c, const TileRange& range) {
   }
 }
 
+// Candidates: slots are in key order, not index order, and a block is short (a few
+// groups), so rather than re-scoring each lane's best group at the end (as assign_range
+// does over all k), every group keeps, per lane, the lowest original index among its
+// slots that reach the group's maximum; a strictly greater maximum replaces the lane's
+// best, an equal one keeps the lower index. Exactly the contract's choice, ties included.
 template <int kDim>
 void score_tile(const CandidateBlock& c, int64_t groups, const float* tile, uint32_t* codes,
                 float* dist) {
   const int dim = kDim > 0 ? kDim : c.dim;
-  alignas(64) float best[kWide];
-  alignas(64) int32_t group[kWide];
-  alignas(64) uint32_t chosen[kWide];
-  const WideBest wb = scan_wide<kDim, true>(c.grouped, c.half_norms, groups, dim, tile);
-  _mm512_store_ps(best, wb.score);
-  _mm512_store_si512(group, wb.group);
-  for (int lane = 0; lane < kWide; ++lane) {
-    // Slots are in key order: the lowest original index among the equal slots, over
-    // every group that reached the best score (one group unless the lane is tied).
-    const int64_t last = (wb.tied >> lane & 1) != 0 ? groups : group[lane] + 1;
-    uint32_t lowest = kNoCandidate;
-    for (int64_t g = group[lane]; g < last; ++g) {
-      unsigned equal = equal_slots<kDim>(c.grouped, c.half_norms, dim, tile, lane, g, best[lane]);
-      for (; equal != 0; equal &= equal - 1) {
-        const uint32_t id = c.ids[g * kGroupSize + __builtin_ctz(equal)];
-        lowest = id < lowest ? id : lowest;
-      }
+  const int64_t group_stride = int64_t{dim} * kGroupSize;
+  const __m512i none = _mm512_set1_epi32(static_cast<int32_t>(kNoCandidate));
+  __m512 best = _mm512_set1_ps(-__builtin_inff());
+  __m512i best_id = none;
+  const float* cg = c.grouped;
+  const float* hn = c.half_norms;
+  const uint32_t* ids = c.ids;
+  for (int64_t g = 0; g < groups; ++g, cg += group_stride, hn += kGroupSize, ids += kGroupSize) {
+    __m512 acc[kGroupSize];
+    const __m512 tmax = score_group<kDim>(cg, hn, dim, tile, acc);
+    __m512i group_id = none;
+#pragma GCC unroll 8
+    for (int j = 0; j < kGroupSize; ++j) {
+      const __mmask16 at_max = _mm512_cmp_ps_mask(acc[j], tmax, _CMP_EQ_OQ);
+      group_id = _mm512_mask_min_epu32(group_id, at_max, group_id,
+                                       _mm512_set1_epi32(static_cast<int32_t>(ids[j])));
     }
-    chosen[lane] = lowest;
+    const __mmask16 improved = _mm512_cmp_ps_mask(tmax, best, _CMP_GT_OQ);
+    const __mmask16 equal = _mm512_cmp_ps_mask(tmax, best, _CMP_EQ_OQ);
+    best_id = _mm512_mask_mov_epi32(best_id, improved, group_id);
+    best_id = _mm512_mask_min_epu32(best_id, equal, best_id, group_id);
+    best = _mm512_max_ps(tmax, best);
   }
-  const __m512i code_vec = _mm512_load_si512(chosen);
-  _mm512_storeu_ps(dist, chosen_distances<kDim>(c.rows, dim, tile, code_vec));
-  _mm512_storeu_si512(codes, code_vec);
+  _mm512_storeu_ps(dist, chosen_distances<kDim>(c.rows, dim, tile, best_id));
+  _mm512_storeu_si512(codes, best_id);
 }
 
 // Box keys of c_a with 16 blocks at a time, then the pair keys of each block that may

@@ -1,15 +1,7 @@
-// AVX2+FMA candidate kernels: one gathered tile of 8 points against the first groups
-// of a cluster's candidate block, the neighbour selection, the block's gather, and the
-// rows' distances to their own centroid.
+// AVX2+FMA kernels of the candidate search besides the scoring (assign_avx2.cpp): the
+// neighbour selection, the block's gather, and the rows' distances to their own centroid.
 // Built with -mavx2 -mfma and run only after cpu_has_avx2_fma(); intrinsics and
 // internal functions only (see assign_avx2.cpp for why).
-//
-// The scan is assign_avx2.cpp's (8 independent FMA chains per group, the running best
-// of each point, the first group with a strictly greater maximum), with one addition:
-// candidates are in key order, not index order, so "first group, lowest lane" is not
-// "lowest index". A lane also remembers whether a later group reached its best score
-// exactly; such lanes (exact ties across groups, rare) rescore every group, and every
-// lane picks the lowest original index among the slots equal to its best score.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -18,118 +10,6 @@
 
 namespace pgkm::cpu {
 namespace {
-
-struct TileBest {
-  __m256 score;
-  __m256i group;
-  int tied;  // lane bit set: a group after `group` reached `score` too
-};
-
-template <int kDim>
-TileBest scan_candidates(const CandidateBlock& c, int64_t groups, const float* tile) {
-  const int dim = kDim > 0 ? kDim : c.dim;
-  const int64_t group_stride = int64_t{dim} * kGroupSize;
-  __m256 best = _mm256_set1_ps(-__builtin_inff());
-  __m256i best_group = _mm256_setzero_si256();
-  __m256 tied = _mm256_setzero_ps();
-  __m256i group = _mm256_setzero_si256();
-  const __m256i one = _mm256_set1_epi32(1);
-  const float* cg = c.grouped;
-  const float* hn = c.half_norms;
-  for (int64_t g = 0; g < groups; ++g, cg += group_stride, hn += kGroupSize) {
-    const float* x_rows = tile;
-    if constexpr (kDim == 0 || kDim > 4) asm("" : "+r"(x_rows));
-    __m256 acc[kGroupSize];
-#pragma GCC unroll 8
-    for (int j = 0; j < kGroupSize; ++j)
-      acc[j] = _mm256_broadcast_ss(hn + j);
-#pragma GCC unroll 32
-    for (int d = 0; d < dim; ++d) {
-      const __m256 x = _mm256_load_ps(x_rows + d * kTileWidth);
-#pragma GCC unroll 8
-      for (int j = 0; j < kGroupSize; ++j) {
-        acc[j] = _mm256_fmadd_ps(x, _mm256_broadcast_ss(cg + d * kGroupSize + j), acc[j]);
-      }
-    }
-    const __m256 m01 = _mm256_max_ps(acc[0], acc[1]);
-    const __m256 m23 = _mm256_max_ps(acc[2], acc[3]);
-    const __m256 m45 = _mm256_max_ps(acc[4], acc[5]);
-    const __m256 m67 = _mm256_max_ps(acc[6], acc[7]);
-    const __m256 tmax = _mm256_max_ps(_mm256_max_ps(m01, m23), _mm256_max_ps(m45, m67));
-    const __m256 improved = _mm256_cmp_ps(tmax, best, _CMP_GT_OQ);
-    const __m256 equal = _mm256_cmp_ps(tmax, best, _CMP_EQ_OQ);
-    tied = _mm256_andnot_ps(improved, _mm256_or_ps(tied, equal));
-    best = _mm256_max_ps(tmax, best);
-    best_group = _mm256_castps_si256(
-        _mm256_blendv_ps(_mm256_castsi256_ps(best_group), _mm256_castsi256_ps(group), improved));
-    group = _mm256_add_epi32(group, one);
-  }
-  return {best, best_group, _mm256_movemask_ps(tied)};
-}
-
-// The lowest original index among the slots of `group` whose score for point `lane`
-// equals `best`, or kNoCandidate when none does.
-template <int kDim>
-uint32_t lowest_equal_in_group(const CandidateBlock& c, const float* tile, int lane, int64_t group,
-                               float best) {
-  const int dim = kDim > 0 ? kDim : c.dim;
-  const float* cg = c.grouped + group * dim * kGroupSize;
-  __m256 acc = _mm256_loadu_ps(c.half_norms + group * kGroupSize);
-#pragma GCC unroll 32
-  for (int d = 0; d < dim; ++d) {
-    const __m256 x = _mm256_broadcast_ss(tile + d * kTileWidth + lane);
-    acc = _mm256_fmadd_ps(x, _mm256_load_ps(cg + d * kGroupSize), acc);
-  }
-  unsigned equal = static_cast<unsigned>(
-      _mm256_movemask_ps(_mm256_cmp_ps(acc, _mm256_set1_ps(best), _CMP_EQ_OQ)));
-  uint32_t lowest = kNoCandidate;
-  const uint32_t* ids = c.ids + group * kGroupSize;
-  for (; equal != 0; equal &= equal - 1) {
-    const uint32_t id = ids[__builtin_ctz(equal)];
-    lowest = id < lowest ? id : lowest;
-  }
-  return lowest;
-}
-
-template <int kDim>
-__m256 chosen_distances(const CandidateBlock& c, const float* tile, __m256i codes) {
-  const int dim = kDim > 0 ? kDim : c.dim;
-  const __m256i offsets = _mm256_mullo_epi32(codes, _mm256_set1_epi32(dim));
-  __m256 acc = _mm256_setzero_ps();
-#pragma GCC unroll 32
-  for (int d = 0; d < dim; ++d) {
-    const __m256 cd = _mm256_i32gather_ps(c.rows + d, offsets, 4);
-    const __m256 t = _mm256_sub_ps(_mm256_load_ps(tile + d * kTileWidth), cd);
-    acc = _mm256_fmadd_ps(t, t, acc);
-  }
-  return acc;
-}
-
-template <int kDim>
-void score_tile(const CandidateBlock& c, int64_t groups, const float* tile, uint32_t* codes,
-                float* dist) {
-  alignas(32) float best[kTileWidth];
-  alignas(32) int32_t group[kTileWidth];
-  alignas(32) uint32_t chosen[kTileWidth];
-  const TileBest tb = scan_candidates<kDim>(c, groups, tile);
-  _mm256_store_ps(best, tb.score);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(group), tb.group);
-  for (int lane = 0; lane < kTileWidth; ++lane) {
-    if ((tb.tied >> lane & 1) == 0) {
-      chosen[lane] = lowest_equal_in_group<kDim>(c, tile, lane, group[lane], best[lane]);
-      continue;
-    }
-    uint32_t lowest = kNoCandidate;
-    for (int64_t g = group[lane]; g < groups; ++g) {
-      const uint32_t id = lowest_equal_in_group<kDim>(c, tile, lane, g, best[lane]);
-      lowest = id < lowest ? id : lowest;
-    }
-    chosen[lane] = lowest;
-  }
-  const __m256i code_vec = _mm256_load_si256(reinterpret_cast<const __m256i*>(chosen));
-  _mm256_storeu_ps(dist, chosen_distances<kDim>(c, tile, code_vec));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(codes), code_vec);
-}
 
 // Box keys of c_a with 8 blocks: bit i set when block first_block + i may hold a
 // candidate.
@@ -262,20 +142,6 @@ void transpose4_lanes(__m256* r) {
 }
 
 }  // namespace
-
-void score_candidates_avx2(const CandidateBlock& block, int64_t groups, const float* tile,
-                           uint32_t* codes, float* dist) {
-  switch (block.dim) {
-    case 4:
-      return score_tile<4>(block, groups, tile, codes, dist);
-    case 8:
-      return score_tile<8>(block, groups, tile, codes, dist);
-    case 16:
-      return score_tile<16>(block, groups, tile, codes, dist);
-    default:
-      return score_tile<0>(block, groups, tile, codes, dist);
-  }
-}
 
 void select_levels_avx2(const CentroidSet& centroids, int64_t a, float block_limit,
                         const float* limits, int levels, int64_t stride, uint32_t* out,
