@@ -260,14 +260,30 @@ void score_candidates_scalar8(const cpu::CandidateBlock& block, int64_t groups, 
   cpu::score_candidates_scalar(block, groups, tile, kTileWidth, codes, dist);
 }
 
-constexpr KernelSet kScalarKernels{
-    "cpu-scalar", cpu::assign_tiles_scalar,  score_candidates_scalar8,
-    kTileWidth,   cpu::select_levels_scalar, cpu::fill_block_scalar};
-constexpr KernelSet kAvx2Kernels{"cpu-avx2", cpu::assign_tiles_avx2,  cpu::score_candidates_avx2,
-                                 kTileWidth, cpu::select_levels_avx2, cpu::fill_block_avx2};
-constexpr KernelSet kAvx512Kernels{
-    "cpu-avx512",   cpu::assign_tiles_avx512,  cpu::score_candidates_avx512,
-    2 * kTileWidth, cpu::select_levels_avx512, cpu::fill_block_avx2};
+constexpr KernelSet kScalarKernels{"cpu-scalar",
+                                   cpu::assign_tiles_scalar,
+                                   score_candidates_scalar8,
+                                   kTileWidth,
+                                   cpu::select_levels_scalar,
+                                   cpu::fill_block_scalar,
+                                   cpu::own_distances_scalar,
+                                   cpu::select_neighbors_scalar};
+constexpr KernelSet kAvx2Kernels{"cpu-avx2",
+                                 cpu::assign_tiles_avx2,
+                                 cpu::score_candidates_avx2,
+                                 kTileWidth,
+                                 cpu::select_levels_avx2,
+                                 cpu::fill_block_avx2,
+                                 cpu::own_distances_avx2,
+                                 cpu::select_neighbors_avx2};
+constexpr KernelSet kAvx512Kernels{"cpu-avx512",
+                                   cpu::assign_tiles_avx512,
+                                   cpu::score_candidates_avx512,
+                                   2 * kTileWidth,
+                                   cpu::select_levels_avx512,
+                                   cpu::fill_block_avx2,
+                                   cpu::own_distances_avx2,
+                                   cpu::select_neighbors_avx2};
 
 const KernelSet& choose_kernels(const CpuBackendOptions& options) {
   if (options.force_scalar || options.widest_isa == CpuIsa::kScalar || !cpu::cpu_has_avx2_fma()) {

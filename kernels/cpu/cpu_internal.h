@@ -96,6 +96,9 @@ struct KernelSet {
                         int levels, int64_t stride, uint32_t* out, int64_t* counts);
   void (*fill_block)(const CentroidSet&, const uint32_t* ids, int64_t count, int64_t groups,
                      float* grouped, float* half_norms, uint32_t* block_ids);
+  float (*own_distances)(const float* xs, int64_t m, const float* ca, int dim, float* own);
+  int64_t (*select_neighbors)(const CentroidSet&, int64_t a, float limit, float block_limit,
+                              uint32_t* ids, float* keys);
 };
 
 // Brute force over every resident tile, OpenMP over chunks of tiles.

@@ -104,22 +104,10 @@ constexpr int kReorderPasses = 4;
 // one bucket have distances within a factor 2^(1/4).
 constexpr int kOrderBuckets = 32;
 
-struct RowKernels {
-  float (*own_distances)(const float*, int64_t, const float*, int, float*);
-  int64_t (*select_neighbors)(const CentroidSet&, int64_t, float, float, uint32_t*, float*);
-};
-
-RowKernels row_kernels(const KernelSet& kernels) {
-  if (kernels.assign_tiles == assign_tiles_scalar) {
-    return {own_distances_scalar, select_neighbors_scalar};
-  }
-  return {own_distances_avx2, select_neighbors_avx2};
-}
-
 // Whether the search can pay: on a sample of clusters (up to kSamplePoints points
 // each), the share of the n * k centroid scores that the points would need, each up to
 // its own key limit, is at most kSkipFraction.
-bool pruning_pays(const RowKernels& rk, const CpuResidentPoints& points, const CentroidSet& c,
+bool pruning_pays(const KernelSet& kernels, const CpuResidentPoints& points, const CentroidSet& c,
                   std::span<const uint32_t> previous, const candidates::KeyLimit& key_limit) {
   const int dim = c.dim;
   const int64_t step = std::max<int64_t>(1, c.k / kSampleClusters);
@@ -137,7 +125,7 @@ bool pruning_pays(const RowKernels& rk, const CpuResidentPoints& points, const C
     const float* src = points.point(p);
     for (int d = 0; d < dim; ++d)
       x[d] = src[d * kTileWidth];
-    rk.own_distances(x, 1, c.rows + int64_t{previous[p]} * dim, dim, &own);
+    kernels.own_distances(x, 1, c.rows + int64_t{previous[p]} * dim, dim, &own);
     limits[i].push_back(key_limit.of_distance(own));
     full += static_cast<int64_t>(limits[i].size()) == kSamplePoints;
   }
@@ -151,7 +139,7 @@ bool pruning_pays(const RowKernels& rk, const CpuResidentPoints& points, const C
     const int64_t m = static_cast<int64_t>(l.size());
     if (m == 0) continue;
     std::sort(l.begin(), l.end());
-    const int64_t count = rk.select_neighbors(
+    const int64_t count = kernels.select_neighbors(
         c, i * step, l.back(), candidates::block_limit(dim, l.back()), ids.data(), keys.data());
     // below[q]: keys needed by the points from the q-th smallest limit up.
     std::fill_n(below.begin(), m + 1, 0);
@@ -261,7 +249,6 @@ struct ClusterWork {
 // The read-only inputs of the per-cluster search and where its results go.
 struct Search {
   const KernelSet& kernels;
-  const RowKernels& rk;
   const CentroidSet& centroids;
   const candidates::KeyLimit& key_limit;
   PrunedCache& cache;
@@ -412,7 +399,7 @@ ClusterWork search_cluster(const Search& s, int64_t a, Scratch& scratch) {
     __builtin_prefetch(s.dist + cl.points[i], 1);
   }
   const float largest =
-      s.rk.own_distances(cl.xs, m, c.rows + a * c.dim, c.dim, cache.own.data() + row);
+      s.kernels.own_distances(cl.xs, m, c.rows + a * c.dim, c.dim, cache.own.data() + row);
   order_rows(cl, largest, scratch);
 
   // Levels: consecutive tiles share one; its limit is the key limit of the farthest of
@@ -529,12 +516,12 @@ void assign_pruned(const KernelSet& kernels, int threads, const CpuResidentPoint
       !candidates::pruning_is_safe(points.max_norm(), max_centroid_norm)) {
     return brute_force_pass(c);
   }
-  const RowKernels rk = row_kernels(kernels);
   const candidates::KeyLimit key_limit(dim, max_centroid_norm);
   // A pass after one that scored little needs no sample: passes only get better.
   // `previous` is read only here and by sort_points, before any code is written, so
   // the two may be one array.
-  if (cache.last_scored > kSkipFraction / 2 && !pruning_pays(rk, points, c, previous, key_limit)) {
+  if (cache.last_scored > kSkipFraction / 2 &&
+      !pruning_pays(kernels, points, c, previous, key_limit)) {
     cache.backoff = std::min(cache.backoff == 0 ? 1 : 2 * cache.backoff, kMaxBackoff);
     cache.passes_to_skip = cache.backoff;
     return brute_force_pass(c);
@@ -548,7 +535,7 @@ void assign_pruned(const KernelSet& kernels, int threads, const CpuResidentPoint
     cache.order_age = 1;
   }
 
-  const Search search{kernels, rk, c, key_limit, cache, codes.data(), dist.data()};
+  const Search search{kernels, c, key_limit, cache, codes.data(), dist.data()};
   std::vector<std::vector<Mover>> moved(static_cast<size_t>(threads));
   int64_t scored = 0;
   int64_t brute_force = 0;
