@@ -160,25 +160,55 @@ void validate(const KMeansParams& p, const std::string& layer, std::span<const f
 
 // Sum over the distinct points of weight * |x - c(code)|^2, in double. Partial sums
 // over fixed chunks of points, added in chunk order: the same bits for any thread count.
-double objective_of(const PointSet& points, std::span<const uint32_t> codes,
+// The objective's terms over points [first, last) of one chunk, in point order: per
+// point, the squared distance summed over the dimensions in order, times the weight.
+// Dim > 0 fixes the dimension at compile time (the same operations, unrolled).
+template <int Dim, typename CodeOf>
+double chunk_objective(const PointSet& points, const CodeOf& code_of,
+                       std::span<const float> centroids, int64_t first, int64_t last) {
+  const size_t dim = Dim > 0 ? size_t{Dim} : static_cast<size_t>(points.dim);
+  double s = 0;
+  for (int64_t i = first; i < last; ++i) {
+    const float* x = points.x.data() + static_cast<size_t>(i) * dim;
+    const float* m = centroids.data() + static_cast<size_t>(code_of(i)) * dim;
+    double e = 0;
+    for (size_t d = 0; d < dim; ++d) {
+      const double t = static_cast<double>(x[d]) - static_cast<double>(m[d]);
+      e += t * t;
+    }
+    s += e * points.weight[static_cast<size_t>(i)];
+  }
+  return s;
+}
+
+// Sum over points of weight * |x - centroid(code)|^2 in double: fixed chunks summed in
+// chunk order, so the bits do not depend on the thread count. code_of(i) is point i's
+// code.
+template <typename CodeOf>
+double objective_by(const PointSet& points, const CodeOf& code_of,
                     std::span<const float> centroids) {
   constexpr int64_t kChunk = 4096;
   const int64_t n = points.size();
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-  const size_t dim = static_cast<size_t>(points.dim);
   std::vector<double> partial(static_cast<size_t>(chunks));
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t first = c * kChunk;
+    const int64_t last = std::min(n, first + kChunk);
     double s = 0;
-    for (int64_t i = c * kChunk; i < std::min(n, (c + 1) * kChunk); ++i) {
-      const float* x = points.x.data() + static_cast<size_t>(i) * dim;
-      const float* m = centroids.data() + static_cast<size_t>(codes[static_cast<size_t>(i)]) * dim;
-      double e = 0;
-      for (size_t d = 0; d < dim; ++d) {
-        const double t = static_cast<double>(x[d]) - static_cast<double>(m[d]);
-        e += t * t;
-      }
-      s += e * points.weight[static_cast<size_t>(i)];
+    switch (points.dim) {
+      case 4:
+        s = chunk_objective<4>(points, code_of, centroids, first, last);
+        break;
+      case 8:
+        s = chunk_objective<8>(points, code_of, centroids, first, last);
+        break;
+      case 16:
+        s = chunk_objective<16>(points, code_of, centroids, first, last);
+        break;
+      default:
+        s = chunk_objective<0>(points, code_of, centroids, first, last);
+        break;
     }
     partial[static_cast<size_t>(c)] = s;
   }
@@ -186,6 +216,22 @@ double objective_of(const PointSet& points, std::span<const uint32_t> codes,
   for (double s : partial)
     total += s;
   return total;
+}
+
+double objective_of(const PointSet& points, std::span<const uint32_t> codes,
+                    std::span<const float> centroids) {
+  return objective_by(
+      points, [&](int64_t i) { return codes[static_cast<size_t>(i)]; }, centroids);
+}
+
+// objective_of the distinct points with the codes the state gives them (through
+// consolidated_index when pg clustered consolidated points), without a codes array.
+double objective_of_distinct(const PointSet& distinct, const ClusterState& state,
+                             const std::vector<uint32_t>& consolidated_index) {
+  if (consolidated_index.empty()) return objective_of(distinct, state.codes, state.centroids);
+  return objective_by(
+      distinct, [&](int64_t i) { return state.codes[consolidated_index[static_cast<size_t>(i)]]; },
+      state.centroids);
 }
 
 // Initial centroids by the algorithm's rule; returns the initial number of empty clusters.
@@ -357,10 +403,7 @@ KMeansResult run_kmeans(const EngineContext& context, const KMeansParams& params
     }
     // The objective is over every original vector, not the working points.
     t = Clock::now();
-    stats.objective =
-        objective_of(distinct.points,
-                     codes_of_distinct(state, distinct.points.size(), result.dwc.input_to_point),
-                     state.centroids);
+    stats.objective = objective_of_distinct(distinct.points, state, result.dwc.input_to_point);
     stats.seconds_update += seconds_since(t);
     const int64_t full = state.search_stats.full - before.full;
     stats.scored_fraction =

@@ -42,6 +42,7 @@
 #include <limits>
 #include <memory>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -104,55 +105,84 @@ constexpr int kReorderPasses = 4;
 // one bucket have distances within a factor 2^(1/4).
 constexpr int kOrderBuckets = 32;
 
+// How many of the ascending limits[0, m) are below `key` (std::lower_bound's index),
+// without branches: the sample asks this for thousands of keys a cluster, whose
+// outcomes a branch predictor cannot guess.
+int64_t count_below(const float* limits, int64_t m, float key) {
+  const float* base = limits;
+  int64_t n = m;
+  while (n > 1) {
+    const int64_t half = n / 2;
+    base = base[half - 1] < key ? base + half : base;
+    n -= half;
+  }
+  return (base - limits) + (n == 1 && *base < key ? 1 : 0);
+}
+
 // Whether the search can pay: on a sample of clusters (up to kSamplePoints points
 // each), the share of the n * k centroid scores that the points would need, each up to
-// its own key limit, is at most kSkipFraction.
-bool pruning_pays(const KernelSet& kernels, const CpuResidentPoints& points, const CentroidSet& c,
-                  std::span<const uint32_t> previous, const candidates::KeyLimit& key_limit) {
+// its own key limit, is at most kSkipFraction. The sampled clusters are measured on
+// every thread; the counts are integers, so the answer does not depend on the threads.
+bool pruning_pays(const KernelSet& kernels, int threads, const CpuResidentPoints& points,
+                  const CentroidSet& c, std::span<const uint32_t> previous,
+                  const candidates::KeyLimit& key_limit) {
   const int dim = c.dim;
   const int64_t step = std::max<int64_t>(1, c.k / kSampleClusters);
   const int64_t sampled = (c.k + step - 1) / step;
   std::vector<int32_t> sample_of(static_cast<size_t>(c.k), -1);  // no division per point
   for (int64_t i = 0; i < sampled; ++i)
     sample_of[i * step] = static_cast<int32_t>(i);
-  std::vector<std::vector<float>> limits(static_cast<size_t>(sampled));
-  float x[kMaxBlockSize];
-  float own = 0.f;
+  // The sampled points, by cluster: only the codes are read here; the points' rows,
+  // spread over the whole layer, are read below by every thread.
+  std::vector<std::vector<uint32_t>> picked(static_cast<size_t>(sampled));
   int64_t full = 0;  // sampled clusters with kSamplePoints points: the scan stops at all
   for (int64_t p = 0; p < points.size() && full < sampled; ++p) {
     const int32_t i = sample_of[previous[p]];
-    if (i < 0 || static_cast<int64_t>(limits[i].size()) == kSamplePoints) continue;
-    const float* src = points.point(p);
-    for (int d = 0; d < dim; ++d)
-      x[d] = src[d * kTileWidth];
-    kernels.own_distances(x, 1, c.rows + int64_t{previous[p]} * dim, dim, &own);
-    limits[i].push_back(key_limit.of_distance(own));
-    full += static_cast<int64_t>(limits[i].size()) == kSamplePoints;
+    if (i < 0 || static_cast<int64_t>(picked[i].size()) == kSamplePoints) continue;
+    picked[i].push_back(static_cast<uint32_t>(p));
+    full += static_cast<int64_t>(picked[i].size()) == kSamplePoints;
   }
-  std::vector<uint32_t> ids(static_cast<size_t>(c.k + 16));
-  std::vector<float> keys(static_cast<size_t>(c.k + 16));
-  std::vector<int64_t> below(static_cast<size_t>(kSamplePoints) + 1);
-  double needed = 0.0;
-  double all = 0.0;
-  for (int64_t i = 0; i < sampled; ++i) {
-    std::vector<float>& l = limits[i];
-    const int64_t m = static_cast<int64_t>(l.size());
-    if (m == 0) continue;
-    std::sort(l.begin(), l.end());
-    const int64_t count = kernels.select_neighbors(
-        c, i * step, l.back(), candidates::block_limit(dim, l.back()), ids.data(), keys.data());
-    // below[q]: keys needed by the points from the q-th smallest limit up.
-    std::fill_n(below.begin(), m + 1, 0);
-    for (int64_t j = 0; j < count; ++j)
-      ++below[std::lower_bound(l.begin(), l.end(), keys[j]) - l.begin()];
-    int64_t prefix = 0;
-    for (int64_t q = 0; q < m; ++q) {
-      prefix += below[q];
-      needed += double(prefix);
+  int64_t needed = 0;  // centroid scores the sampled points need
+  int64_t all = 0;     // and brute force would do
+#pragma omp parallel num_threads(threads) reduction(+ : needed, all)
+  {
+    std::vector<uint32_t> ids(static_cast<size_t>(c.k + 16));
+    std::vector<float> keys(static_cast<size_t>(c.k + 16));
+    std::vector<int64_t> below(static_cast<size_t>(kSamplePoints) + 1);
+    std::vector<float> l;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < sampled; ++i) {
+      const std::vector<uint32_t>& mine = picked[i];
+      const int64_t m = static_cast<int64_t>(mine.size());
+      if (m == 0) continue;
+      const float* own_centroid = c.rows + i * step * dim;
+      l.resize(static_cast<size_t>(m));
+      for (int64_t j = 0; j < m; ++j) {
+        if (j + 8 < m) __builtin_prefetch(points.point(mine[j + 8]));
+        float x[kMaxBlockSize];
+        const float* src = points.point(mine[j]);
+        for (int d = 0; d < dim; ++d)
+          x[d] = src[d * kTileWidth];
+        float own = 0.f;
+        kernels.own_distances(x, 1, own_centroid, dim, &own);
+        l[j] = key_limit.of_distance(own);
+      }
+      std::sort(l.begin(), l.end());
+      const int64_t count = kernels.select_neighbors(
+          c, i * step, l.back(), candidates::block_limit(dim, l.back()), ids.data(), keys.data());
+      // below[q]: keys needed by the points from the q-th smallest limit up.
+      std::fill_n(below.begin(), m + 1, 0);
+      for (int64_t j = 0; j < count; ++j)
+        ++below[count_below(l.data(), m, keys[j])];
+      int64_t prefix = 0;
+      for (int64_t q = 0; q < m; ++q) {
+        prefix += below[q];
+        needed += prefix;
+      }
+      all += m * c.k;
     }
-    all += double(m) * double(c.k);
   }
-  return needed <= kSkipFraction * all;
+  return double(needed) <= kSkipFraction * double(all);
 }
 
 // A stable counting sort of rows [0, n) by key(i) < k, in parallel: move(i, to) puts
@@ -453,30 +483,44 @@ ClusterWork search_cluster(const Search& s, int64_t a, Scratch& scratch) {
   return done;
 }
 
-// The sums of the new codes from the cached sums of the previous ones: every row whose
-// code changed moves its weight * quantize(x) from the old cluster to the new one.
-// A row whose code changed, and the cluster it left.
-struct Mover {
-  int64_t row;
-  int64_t from;
+// One thread's changes to the cached sums: every row whose code changed moves its
+// weight * quantize(x) from the old cluster to the new one. Integers, so adding up the
+// threads' changes in any order gives the same sums.
+struct SumChanges {
+  std::vector<int64_t> sums;    // [k, dim]
+  std::vector<int64_t> counts;  // [k]
 };
 
-void move_sums(const CpuResidentPoints& points, const FixedPoint& fp, std::span<const Mover> movers,
-               PrunedCache& cache) {
+void record_move(const CpuResidentPoints& points, const FixedPoint& fp, const PrunedCache& cache,
+                 int64_t row, int64_t from, SumChanges& changes) {
   const int dim = points.dim();
-  for (const Mover& mover : movers) {
-    const int64_t from = mover.from;
-    const int64_t to = cache.row_codes[mover.row];
-    const int64_t w = points.weights()[cache.points[mover.row]];
-    cache.counts[from] -= static_cast<uint64_t>(w);
-    cache.counts[to] += static_cast<uint64_t>(w);
-    const float* x = cache.xs.get() + mover.row * dim;
-    for (int d = 0; d < dim; ++d) {
-      const int64_t q = w * fp.quantize(x[d]);
-      cache.sums[from * dim + d] -= q;
-      cache.sums[to * dim + d] += q;
-    }
+  const int64_t to = cache.row_codes[row];
+  const int64_t w = points.weights()[cache.points[row]];
+  changes.counts[from] -= w;
+  changes.counts[to] += w;
+  const float* x = cache.xs.get() + row * dim;
+  for (int d = 0; d < dim; ++d) {
+    const int64_t q = w * fp.quantize(x[d]);
+    changes.sums[from * dim + d] -= q;
+    changes.sums[to * dim + d] += q;
   }
+}
+
+// cache.sums and cache.counts plus every thread's changes, on every thread.
+void apply_changes(int threads, std::span<const SumChanges> changes, PrunedCache& cache) {
+  const auto apply = [&](auto& total, auto member) {
+    const auto n = static_cast<int64_t>(total.size());
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t change = 0;
+      for (const SumChanges& c : changes)
+        change += (c.*member)[static_cast<size_t>(i)];
+      total[static_cast<size_t>(i)] +=
+          static_cast<std::remove_reference_t<decltype(total[0])>>(change);
+    }
+  };
+  apply(cache.sums, &SumChanges::sums);
+  apply(cache.counts, &SumChanges::counts);
 }
 
 }  // namespace
@@ -521,7 +565,7 @@ void assign_pruned(const KernelSet& kernels, int threads, const CpuResidentPoint
   // `previous` is read only here and by sort_points, before any code is written, so
   // the two may be one array.
   if (cache.last_scored > kSkipFraction / 2 &&
-      !pruning_pays(kernels, points, c, previous, key_limit)) {
+      !pruning_pays(kernels, threads, points, c, previous, key_limit)) {
     cache.backoff = std::min(cache.backoff == 0 ? 1 : 2 * cache.backoff, kMaxBackoff);
     cache.passes_to_skip = cache.backoff;
     return brute_force_pass(c);
@@ -536,20 +580,29 @@ void assign_pruned(const KernelSet& kernels, int threads, const CpuResidentPoint
   }
 
   const Search search{kernels, c, key_limit, cache, codes.data(), dist.data()};
-  std::vector<std::vector<Mover>> moved(static_cast<size_t>(threads));
+  // The fused pass updates the cached sums by the rows that move, when it has them.
+  const bool move_sums = fp != nullptr && cache.have_sums && cache.fp_exponent == fp->exponent();
+  std::vector<SumChanges> changes(static_cast<size_t>(move_sums ? threads : 0));
   int64_t scored = 0;
   int64_t brute_force = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : scored, brute_force)
+  int64_t moved = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : scored, brute_force, moved)
   {
     Scratch scratch(k, dim, kernels.tile_width);
-    std::vector<Mover>& movers = moved[omp_get_thread_num()];
+    SumChanges* mine = move_sums ? &changes[static_cast<size_t>(omp_get_thread_num())] : nullptr;
+    if (mine != nullptr) {
+      mine->sums.assign(static_cast<size_t>(k * dim), 0);
+      mine->counts.assign(static_cast<size_t>(k), 0);
+    }
 #pragma omp for schedule(dynamic, 4)
     for (int64_t a = 0; a < k; ++a) {
       const ClusterWork w = search_cluster(search, a, scratch);
       scored += w.scored;
       brute_force += w.brute_force;
       for (int64_t row = cache.offsets[a]; row < cache.offsets[a + 1]; ++row) {
-        if (cache.row_codes[row] != a) movers.push_back({row, a});
+        if (cache.row_codes[row] == a) continue;
+        ++moved;
+        if (mine != nullptr) record_move(points, *fp, cache, row, a, *mine);
       }
     }
   }
@@ -557,12 +610,9 @@ void assign_pruned(const KernelSet& kernels, int threads, const CpuResidentPoint
   stats.brute_force = brute_force;
   cache.last_scored = stats.scored_fraction();
 
-  std::vector<Mover> movers;
-  for (const std::vector<Mover>& rows : moved)
-    movers.insert(movers.end(), rows.begin(), rows.end());
   if (fp != nullptr) {
-    if (cache.have_sums && cache.fp_exponent == fp->exponent()) {
-      move_sums(points, *fp, movers, cache);
+    if (move_sums) {
+      apply_changes(threads, changes, cache);
     } else {
       cache.sums.resize(static_cast<size_t>(k * dim));
       cache.counts.resize(static_cast<size_t>(k));
@@ -572,10 +622,10 @@ void assign_pruned(const KernelSet& kernels, int threads, const CpuResidentPoint
     }
     std::copy(cache.sums.begin(), cache.sums.end(), sums.sums.begin());
     std::copy(cache.counts.begin(), cache.counts.end(), sums.counts.begin());
-  } else if (!movers.empty()) {
+  } else if (moved > 0) {
     cache.have_sums = false;
   }
-  if (!movers.empty()) resort_points(threads, dim, codes, cache);
+  if (moved > 0) resort_points(threads, dim, codes, cache);
 }
 
 }  // namespace pgkm::cpu
