@@ -16,6 +16,8 @@
 //   empty_clusters, resolution_rounds, stopped_early, stop_reason, iterations_run, ...
 // The result (codes, objective) does not depend on the repeat: the seed is fixed.
 // --centroids-out writes the last repeat's centroids, raw float32 [K, B].
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -131,6 +133,10 @@ int main(int argc, char** argv) {
     }
     // The host is little-endian x86-64 (pgkm's only CPU target); no byte swapping.
 
+    // The set-up phases (deduplication, DWC, pre-assignment) run on OpenMP's default
+    // team, as in `pgkm quantize`: --threads sizes it too, or a "1 thread" run would
+    // still set up on every core.
+    if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
     auto backend = pgkm::make_cpu_backend({.threads = static_cast<int>(threads)});
     const pgkm::EngineContext context(*backend, search);
 
