@@ -21,13 +21,32 @@ constexpr const char* kContext = "partition_guided";
 
 // Squared Euclidean distance in double, summed over the dimensions in order with
 // no fused multiply-add, so every backend and thread count gets the same bits.
+// Dim > 0 fixes the dimension at compile time (the same operations, unrolled).
+template <int Dim = 0>
 double squared_distance(const float* a, const float* b, int dim) {
+  if constexpr (Dim > 0) dim = Dim;
   double sum = 0.0;
   for (int j = 0; j < dim; ++j) {
     const double t = static_cast<double>(a[j]) - static_cast<double>(b[j]);
     sum += t * t;
   }
   return sum;
+}
+
+// f.template operator()<Dim>() with Dim = dim for the block sizes configs use, else 0
+// (any dim).
+template <typename F>
+decltype(auto) with_dim(int dim, const F& f) {
+  switch (dim) {
+    case 4:
+      return f.template operator()<4>();
+    case 8:
+      return f.template operator()<8>();
+    case 16:
+      return f.template operator()<16>();
+    default:
+      return f.template operator()<0>();
+  }
 }
 
 }  // namespace
@@ -127,14 +146,17 @@ void Partitioner::sum_children(const Node& parent, Node* children) const {
 // (ties to the lowest index). Nothing is stored: only the far point is kept.
 Keyed Partitioner::farthest(int64_t first, int64_t last, const float* center) const {
   const int dim = local_.dim;
-  Keyed best{squared_distance(local_.row(first).data(), center, dim), index_[first],
-             static_cast<uint32_t>(first)};
-  for (int64_t i = first + 1; i < last; ++i) {
-    const Keyed e{squared_distance(local_.row(i).data(), center, dim), index_[i],
-                  static_cast<uint32_t>(i)};
-    if (e.farther_than(best)) best = e;
-  }
-  return best;
+  return with_dim(dim, [&]<int Dim>() {
+    const float* rows = local_.x.data();
+    Keyed best{squared_distance<Dim>(rows + first * dim, center, dim), index_[first],
+               static_cast<uint32_t>(first)};
+    for (int64_t i = first + 1; i < last; ++i) {
+      const Keyed e{squared_distance<Dim>(rows + i * dim, center, dim), index_[i],
+                    static_cast<uint32_t>(i)};
+      if (e.farther_than(best)) best = e;
+    }
+    return best;
+  });
 }
 
 // The position of the member farthest from `center`; with `parallel`, a large node is
@@ -162,11 +184,14 @@ uint32_t Partitioner::far_point(const Node& node, const float* center, bool para
 // keyed_[begin, end) = the node's members keyed by squared distance to `center`.
 void Partitioner::key_by_distance(const Node& node, const float* center, bool parallel) {
   const int dim = local_.dim;
+  with_dim(dim, [&]<int Dim>() {
+    const float* rows = local_.x.data();
 #pragma omp parallel for schedule(static) if (parallel && node.size() >= kParallelMinMembers)
-  for (int64_t i = node.begin; i < node.end; ++i) {
-    keyed_[i] = Keyed{squared_distance(local_.row(i).data(), center, dim), index_[i],
-                      static_cast<uint32_t>(i)};
-  }
+    for (int64_t i = node.begin; i < node.end; ++i) {
+      keyed_[i] = Keyed{squared_distance<Dim>(rows + i * dim, center, dim), index_[i],
+                        static_cast<uint32_t>(i)};
+    }
+  });
 }
 
 // The number of leading members (in (distance, index) order) that form the left
@@ -263,9 +288,11 @@ int64_t Partitioner::partition_rows(int64_t begin, int64_t end) {
 }
 
 void Partitioner::swap_rows(int64_t a, int64_t b) {
-  const auto dim = static_cast<ptrdiff_t>(local_.dim);
-  const auto row = [&](int64_t i) { return local_.x.begin() + i * dim; };
-  std::swap_ranges(row(a), row(a + 1), row(b));
+  const auto dim = static_cast<int64_t>(local_.dim);
+  float* x = local_.x.data();
+  // A plain loop: std::swap_ranges of a short row is a call per row.
+  for (int64_t d = 0; d < dim; ++d)
+    std::swap(x[a * dim + d], x[b * dim + d]);
   std::swap(local_.weight[a], local_.weight[b]);
   std::swap(index_[a], index_[b]);
   std::swap(left_[a], left_[b]);
