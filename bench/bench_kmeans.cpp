@@ -4,6 +4,7 @@
 //   bench_kmeans --data FILE.f32 --n N --dim B --k K --algo ipq|pg-base|pg
 //                --iters I --threads T --seed S [--repeats R] [--layer NAME]
 //                [--centroids-out FILE.f32] [--search brute|pruned]
+//                [--isa avx512|avx2|scalar]
 //
 // FILE.f32 holds raw little-endian float32 [N, B] (row-major, the PQ layout's
 // subvectors). run_kmeans runs R times on the CPU backend with T threads; one JSON
@@ -16,6 +17,8 @@
 //   empty_clusters, resolution_rounds, stopped_early, stop_reason, iterations_run, ...
 // The result (codes, objective) does not depend on the repeat: the seed is fixed.
 // --centroids-out writes the last repeat's centroids, raw float32 [K, B].
+// --isa caps the CPU kernels (default avx512: the widest the CPU has), so one machine
+// can time the AVX2 path too; the "backend" field names the kernels that ran.
 #include <omp.h>
 
 #include <algorithm>
@@ -43,7 +46,8 @@ namespace {
   std::cerr << "bench_kmeans: " << msg << "\n"
             << "usage: bench_kmeans --data FILE.f32 --n N --dim B --k K --algo ipq|pg-base|pg\n"
             << "                    --iters I --threads T --seed S [--repeats R] [--layer NAME]\n"
-            << "                    [--centroids-out FILE.f32] [--search brute|pruned]\n";
+            << "                    [--centroids-out FILE.f32] [--search brute|pruned]\n"
+            << "                    [--isa avx512|avx2|scalar]\n";
   std::exit(2);
 }
 
@@ -83,8 +87,9 @@ int main(int argc, char** argv) {
     }
     args[key.substr(2)] = value;
   }
-  static const char* kKnown[] = {"data",    "n",    "dim",     "k",     "algo",          "iters",
-                                 "threads", "seed", "repeats", "layer", "centroids-out", "search"};
+  static const char* kKnown[] = {"data",          "n",       "dim",  "k",       "algo",
+                                 "iters",         "threads", "seed", "repeats", "layer",
+                                 "centroids-out", "search",  "isa"};
   for (const auto& [key, value] : args) {
     if (std::find(std::begin(kKnown), std::end(kKnown), key) == std::end(kKnown))
       usage("unknown option --" + key);
@@ -137,7 +142,17 @@ int main(int argc, char** argv) {
     // team, as in `pgkm quantize`: --threads sizes it too, or a "1 thread" run would
     // still set up on every core.
     if (threads > 0) omp_set_num_threads(static_cast<int>(threads));
-    auto backend = pgkm::make_cpu_backend({.threads = static_cast<int>(threads)});
+    const std::string isa_name = args.count("isa") ? args["isa"] : "avx512";
+    pgkm::CpuIsa isa = pgkm::CpuIsa::kAvx512;
+    if (isa_name == "avx2") {
+      isa = pgkm::CpuIsa::kAvx2;
+    } else if (isa_name == "scalar") {
+      isa = pgkm::CpuIsa::kScalar;
+    } else if (isa_name != "avx512") {
+      usage("--isa must be avx512, avx2 or scalar, not '" + isa_name + "'");
+    }
+    auto backend =
+        pgkm::make_cpu_backend({.threads = static_cast<int>(threads), .widest_isa = isa});
     const pgkm::EngineContext context(*backend, search);
 
     std::vector<double> per_iter, totals, assign_s, resolve_s, update_s;

@@ -63,6 +63,21 @@ void scan_near_blocks(const CentroidSet& c, int64_t a, float block_limit, float 
   }
 }
 
+// kPack[mask]: the lanes set in an 8-bit mask, in ascending order, then zeros: the
+// permutation that packs those lanes to the front (AVX2 has no compress).
+struct PackTable {
+  alignas(32) uint32_t lanes[256][8];
+  constexpr PackTable() : lanes{} {
+    for (unsigned mask = 0; mask < 256; ++mask) {
+      int n = 0;
+      for (unsigned lane = 0; lane < 8; ++lane) {
+        if ((mask >> lane) & 1u) lanes[mask][n++] = lane;
+      }
+    }
+  }
+};
+constexpr PackTable kPack;
+
 template <int kDim>
 void select_levels(const CentroidSet& c, int64_t a, float block_limit, const float* limits,
                    int levels, int64_t stride, uint32_t* out, int64_t* counts) {
@@ -71,15 +86,23 @@ void select_levels(const CentroidSet& c, int64_t a, float block_limit, const flo
     lim[l] = _mm256_set1_ps(limits[l]);
     counts[l] = 0;
   }
+  // Each level's hits of a group are packed and stored at once (8 slots; the lists
+  // have 16 slots of slack), in lane order, as one at a time would.
   scan_near_blocks<kDim>(
       c, a, block_limit, limits[levels - 1], [&](unsigned left, __m256 acc, int64_t first) {
+        const __m256i ids =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c.block_ids + first));
         for (int l = 0; l < levels && left != 0; ++l) {
-          unsigned level = left & static_cast<unsigned>(
-                                      _mm256_movemask_ps(_mm256_cmp_ps(acc, lim[l], _CMP_LE_OQ)));
+          const unsigned level =
+              left &
+              static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(acc, lim[l], _CMP_LE_OQ)));
+          if (level == 0) continue;
           left &= ~level;
-          uint32_t* dst = out + l * stride;
-          for (; level != 0; level &= level - 1)
-            dst[counts[l]++] = c.block_ids[first + __builtin_ctz(level)];
+          const __m256i pack =
+              _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.lanes[level]));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + l * stride + counts[l]),
+                              _mm256_permutevar8x32_epi32(ids, pack));
+          counts[l] += __builtin_popcount(level);
         }
       });
 }
