@@ -39,7 +39,7 @@ struct ClusterState {
   std::vector<float> centroids;       // [k, dim]
   std::vector<uint32_t> codes;        // [points.size()], the same on every rank of the group
   std::vector<uint32_t> local_codes;  // [shard.size()] this rank's assignment
-  std::vector<float> local_dist;      // [shard.size()] squared distance (host path only)
+  std::vector<float> local_dist;      // [shard.size()] squared distance (brute-force passes)
   std::vector<int64_t> sums;          // [k, dim] fixed-point sums of the current assignment
   std::vector<uint64_t> counts;       // [k] total weight of the current assignment
   // local_codes hold an assignment (a pass's, or the pre-assignment's), which the pruned
@@ -51,7 +51,8 @@ struct ClusterState {
   // assigns its slice, sums and counts are added up over the group (exact integers, so
   // every rank holds the same bits) and the codes are gathered.
   // With device_reduce, the assignment, sums and counts stay on the device until the
-  // group has reduced them there (reassign_on_device); local_dist is then not filled.
+  // group has reduced them there (reassign_on_device); local_dist is filled only by
+  // brute-force passes on the host (the pruned search is asked for no distances).
   void reassign();
   // Takes `codes` (set by the caller, e.g. the pre-assignment) as the current assignment
   // the next pruned pass starts from.

@@ -64,9 +64,10 @@ void ClusterState::reassign() {
     const int64_t n = resident.size();
     pass = {n, k, n * k, n * k, n};  // the CUDA backend scores every centroid
   } else if (search == SearchMode::kPruned && have_codes) {
-    // The previous assignment is the starting point; codes are updated in place.
-    backend.assign_accumulate_pruned(resident, centroids, local_codes, fp, local_codes, local_dist,
-                                     sums, counts, pass);
+    // The previous assignment is the starting point; codes are updated in place, and
+    // no distances are asked for (nothing reads them), so only moved points are written.
+    backend.assign_accumulate_pruned(resident, centroids, local_codes, fp, local_codes, {}, sums,
+                                     counts, pass);
   } else {
     backend.assign_accumulate(resident, centroids, fp, local_codes, local_dist, sums, counts);
     const int64_t n = resident.size();

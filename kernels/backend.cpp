@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "core/errors.h"
 
@@ -112,7 +113,8 @@ void Backend::assign_pruned(const ResidentPoints& points, std::span<const float>
   const int64_t n = points.size();
   const int64_t k = static_cast<int64_t>(centroids.size()) / points.dim();
   check_previous_codes(previous, codes, n, k, name());
-  assign(points, centroids, codes, dist);
+  std::vector<float> unwanted(dist.empty() ? static_cast<size_t>(n) : 0);
+  assign(points, centroids, codes, dist.empty() ? std::span<float>(unwanted) : dist);
   stats = {n, k, n * k, n * k, n};
 }
 

@@ -66,7 +66,10 @@ class Backend {
   // only the centroids that can win. previous: [n], each < k, the code every point had
   // before the centroids moved (any codes give the exact result; recent ones make the
   // search small). previous may be the same span as codes (updated in place); otherwise
-  // the two must not overlap. stats: out, the work done. This default scores all k
+  // the two must not overlap. dist may be empty when the caller needs no distances (k-means
+  // does not): the CPU backend then writes only the codes that change when updating in
+  // place, instead of every point's code and distance at random places. stats: out, the
+  // work done. This default scores all k
   // centroids (assign) and says so in stats; the CPU backend prunes (kernels/candidates.h)
   // and keeps, inside `points`, the points sorted by the codes it returned (and, for
   // assign_accumulate_pruned, their sums), so that the next pass starting from those
@@ -135,6 +138,7 @@ void check_assign_accumulate_args(int64_t n, int dim, size_t centroid_values, si
                                   size_t dist, size_t sums, size_t counts,
                                   const std::string& context);
 //   assign_pruned: previous [n], each < k; either the same span as codes or disjoint.
+//   (Its dist may also be empty: check_assign_args with dist = n then.)
 void check_previous_codes(std::span<const uint32_t> previous, std::span<const uint32_t> codes,
                           int64_t n, int64_t k, const std::string& context);
 

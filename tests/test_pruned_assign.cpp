@@ -491,6 +491,54 @@ TEST(PrunedAssign, StateKeptBetweenPassesNeverChangesAResult) {
   }
 }
 
+// k-means asks for no distances (dist empty): the search then writes only the codes
+// that change when updating in place, and brute-force passes write theirs to scratch.
+// Codes, sums and counts must be those of brute force either way, in place or not,
+// whether the passes prune (b=4, K=256) or are brute force (K=16).
+TEST(PrunedAssign, WithoutDistancesGivesTheSameCodesAndSums) {
+  for (const auto& [dim, k] : {std::pair<int, size_t>{4, 256}, {16, 16}}) {
+    const size_t n = 6000;
+    Case c{weight_like(n * dim, 81u + dim), std::vector<float>(k * dim), dim};
+    for (size_t j = 0; j < k; ++j)
+      std::copy_n(c.points.begin() + (j * 2003 % n) * dim, dim, c.centroids.begin() + j * dim);
+    const std::vector<uint32_t> weights(n, 1);
+    const FixedPoint fp = FixedPoint::for_data(1.0, n);
+    for (const auto& backend : backends_for(2)) {
+      const auto fresh = backend->upload(c.points, weights, dim);
+      const auto in_place = backend->upload(c.points, weights, dim);
+      const auto apart = backend->upload(c.points, weights, dim);
+      std::vector<uint32_t> codes(n, 0), previous(n, 0), next(n);
+      for (int step = 0; step < 6; ++step) {
+        const std::string label =
+            backend->name() + " dim=" + std::to_string(dim) + " step=" + std::to_string(step);
+        std::vector<uint32_t> want_codes(n);
+        std::vector<float> want_dist(n);
+        std::vector<int64_t> want_sums(k * dim), sums(k * dim), sums2(k * dim);
+        std::vector<uint64_t> want_counts(k), counts(k), counts2(k);
+        backend->assign_accumulate(*fresh, c.centroids, fp, want_codes, want_dist, want_sums,
+                                   want_counts);
+        SearchStats stats;
+        backend->assign_accumulate_pruned(*in_place, c.centroids, codes, fp, codes, {}, sums,
+                                          counts, stats);
+        ASSERT_EQ(codes, want_codes) << label << " in place";
+        ASSERT_EQ(sums, want_sums) << label << " in place";
+        ASSERT_EQ(counts, want_counts) << label << " in place";
+        std::fill(next.begin(), next.end(), 0u);
+        backend->assign_accumulate_pruned(*apart, c.centroids, previous, fp, next, {}, sums2,
+                                          counts2, stats);
+        ASSERT_EQ(next, want_codes) << label << " apart";
+        ASSERT_EQ(sums2, want_sums) << label << " apart";
+        previous = next;
+        for (size_t j = 0; j < k; ++j) {
+          if (counts[j] == 0) continue;
+          for (int d = 0; d < dim; ++d)
+            c.centroids[j * dim + d] = fp.mean(sums[j * dim + d], counts[j]);
+        }
+      }
+    }
+  }
+}
+
 TEST(PrunedAssign, ScoresFewCentroidsOnClusteredData) {
   // Well separated clusters and current previous codes: a point scores one or two
   // groups of candidates, not all 1024 centroids.
@@ -551,6 +599,13 @@ TEST(PrunedAssign, RejectsBadPreviousCodes) {
   EXPECT_THROW(backend->assign_pruned(*resident, centroids, std::span(both).first(10),
                                       std::span(both).last(10), dist, stats),
                InputError);
+  // dist may be empty, but not the wrong size.
+  std::vector<float> short_dist(9);
+  EXPECT_THROW(backend->assign_pruned(*resident, centroids, std::vector<uint32_t>(10, 0), codes,
+                                      short_dist, stats),
+               InputError);
+  EXPECT_NO_THROW(
+      backend->assign_pruned(*resident, centroids, std::vector<uint32_t>(10, 0), codes, {}, stats));
 }
 
 TEST(CandidateLists, HoldEveryWinnerAndAreSorted) {

@@ -326,9 +326,11 @@ class CpuBackend final : public Backend {
                                 SearchStats& stats) override;
 
  private:
-  // Checks the arguments common to assign and assign_pruned.
+  // Checks the arguments common to assign and assign_pruned (whose dist may be empty:
+  // dist_optional).
   void check_assign(const CpuResidentPoints& resident, std::span<const float> centroids,
-                    std::span<uint32_t> codes, std::span<float> dist) const;
+                    std::span<uint32_t> codes, std::span<float> dist,
+                    bool dist_optional = false) const;
 
   int threads_;
   const KernelSet& kernels_;
@@ -341,10 +343,12 @@ std::unique_ptr<ResidentPoints> CpuBackend::upload(std::span<const float> points
 }
 
 void CpuBackend::check_assign(const CpuResidentPoints& resident, std::span<const float> centroids,
-                              std::span<uint32_t> codes, std::span<float> dist) const {
+                              std::span<uint32_t> codes, std::span<float> dist,
+                              bool dist_optional) const {
   const int dim = resident.dim();
   const int64_t n = resident.size();
-  check_assign_args(n, dim, centroids.size(), codes.size(), dist.size(), kContext);
+  const size_t dist_size = dist_optional && dist.empty() ? static_cast<size_t>(n) : dist.size();
+  check_assign_args(n, dim, centroids.size(), codes.size(), dist_size, kContext);
 }
 
 void CpuBackend::assign(const ResidentPoints& points, std::span<const float> centroids,
@@ -359,7 +363,7 @@ void CpuBackend::assign_pruned(const ResidentPoints& points, std::span<const flo
                                std::span<const uint32_t> previous, std::span<uint32_t> codes,
                                std::span<float> dist, SearchStats& stats) {
   const CpuResidentPoints& resident = as_cpu(points);
-  check_assign(resident, centroids, codes, dist);
+  check_assign(resident, centroids, codes, dist, true);
   const int64_t k = static_cast<int64_t>(centroids.size()) / resident.dim();
   check_previous_codes(previous, codes, resident.size(), k, kContext);
   cpu::assign_pruned(kernels_, threads_, resident, centroids, previous, codes, dist, stats);
@@ -381,7 +385,7 @@ void CpuBackend::assign_accumulate_pruned(const ResidentPoints& points,
                                           std::span<int64_t> sums, std::span<uint64_t> counts,
                                           SearchStats& stats) {
   const CpuResidentPoints& resident = as_cpu(points);
-  check_assign(resident, centroids, codes, dist);
+  check_assign(resident, centroids, codes, dist, true);
   const int64_t k = static_cast<int64_t>(centroids.size()) / resident.dim();
   check_previous_codes(previous, codes, resident.size(), k, kContext);
   PGKM_EXPECTS(sums.size() == static_cast<size_t>(k * resident.dim()) &&

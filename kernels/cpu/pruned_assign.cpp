@@ -60,6 +60,7 @@ struct PrunedCache {
   AlignedFloats xs;                   // [n, dim] the rows' coordinates
   std::vector<float> own;             // [n] each row's distance to its centroid (scratch)
   std::vector<uint32_t> row_codes;    // [n] each row's new code (scratch)
+  std::vector<float> brute_dist;      // [n] brute-force passes' distances nobody asked for
   std::vector<uint32_t> next_points;  // the re-sort's target
   AlignedFloats next_xs;
   // The block order of the centroids (prepare_centroids) and the passes it served.
@@ -283,7 +284,9 @@ struct Search {
   const candidates::KeyLimit& key_limit;
   PrunedCache& cache;
   uint32_t* codes;  // [n] out, by point index
-  float* dist;      // [n] out
+  float* dist;      // [n] out, or null: no distances wanted
+  // codes is `previous` (updated in place): a point that keeps its code needs no write.
+  bool in_place;
 };
 
 // One cluster's rows of the sorted copy.
@@ -293,6 +296,7 @@ struct Cluster {
   const uint32_t* points;  // [m]
   uint32_t* row_codes;     // [m] out
   int64_t m;
+  uint32_t code;  // the cluster's: every row's previous code
 };
 
 // One thread's buffers; the per-cluster ones grow to the largest cluster seen.
@@ -362,8 +366,9 @@ void scatter(const Search& s, const Cluster& cl, const Scratch& scratch, int64_t
   for (int64_t lane = 0; lane < count; ++lane) {
     const uint32_t row = scratch.order[first + lane];
     const uint32_t p = cl.points[row];
-    s.codes[p] = scratch.tile_codes[lane];
-    s.dist[p] = scratch.tile_dist[lane];
+    // Random writes: only those the caller needs.
+    if (!s.in_place || scratch.tile_codes[lane] != cl.code) s.codes[p] = scratch.tile_codes[lane];
+    if (s.dist != nullptr) s.dist[p] = scratch.tile_dist[lane];
     cl.row_codes[row] = scratch.tile_codes[lane];
   }
 }
@@ -421,12 +426,19 @@ ClusterWork search_cluster(const Search& s, int64_t a, Scratch& scratch) {
   const int64_t row = cache.offsets[a];
   const int64_t m = cache.offsets[a + 1] - row;
   if (m == 0) return {};
-  const Cluster cl{cache.xs.get() + row * c.dim, cache.own.data() + row, cache.points.data() + row,
-                   cache.row_codes.data() + row, m};
-  // Results are written at random places below: fetch those lines now.
-  for (int64_t i = 0; i < cl.m; ++i) {
-    __builtin_prefetch(s.codes + cl.points[i], 1);
-    __builtin_prefetch(s.dist + cl.points[i], 1);
+  const Cluster cl{cache.xs.get() + row * c.dim,
+                   cache.own.data() + row,
+                   cache.points.data() + row,
+                   cache.row_codes.data() + row,
+                   m,
+                   static_cast<uint32_t>(a)};
+  // Results are written at random places below: fetch those lines now (in place,
+  // without distances, only the few points that move are written).
+  if (!s.in_place || s.dist != nullptr) {
+    for (int64_t i = 0; i < cl.m; ++i) {
+      if (!s.in_place) __builtin_prefetch(s.codes + cl.points[i], 1);
+      if (s.dist != nullptr) __builtin_prefetch(s.dist + cl.points[i], 1);
+    }
   }
   const float largest =
       s.kernels.own_distances(cl.xs, m, c.rows + a * c.dim, c.dim, cache.own.data() + row);
@@ -537,7 +549,10 @@ void assign_pruned(const KernelSet& kernels, int threads, const CpuResidentPoint
   if (!slot) slot = std::make_shared<PrunedCache>();
   PrunedCache& cache = *slot;
   auto brute_force_pass = [&](const CentroidSet& c) {
-    assign_all(kernels, threads, points, c, codes.data(), dist.data());
+    // The brute-force kernels write distances: into scratch when none are wanted.
+    if (dist.empty()) cache.brute_dist.resize(static_cast<size_t>(n));
+    assign_all(kernels, threads, points, c, codes.data(),
+               dist.empty() ? cache.brute_dist.data() : dist.data());
     if (fp != nullptr) accumulate_all(threads, points, codes.data(), *fp, sums.sums, sums.counts);
   };
   // After a sample said that pruning cannot pay, the next passes are brute force
@@ -579,7 +594,13 @@ void assign_pruned(const KernelSet& kernels, int threads, const CpuResidentPoint
     cache.order_age = 1;
   }
 
-  const Search search{kernels, c, key_limit, cache, codes.data(), dist.data()};
+  const Search search{kernels,
+                      c,
+                      key_limit,
+                      cache,
+                      codes.data(),
+                      dist.empty() ? nullptr : dist.data(),
+                      codes.data() == previous.data()};
   // The fused pass updates the cached sums by the rows that move, when it has them.
   const bool move_sums = fp != nullptr && cache.have_sums && cache.fp_exponent == fp->exponent();
   std::vector<SumChanges> changes(static_cast<size_t>(move_sums ? threads : 0));
