@@ -16,6 +16,7 @@
 
 #include "core/errors.h"
 #include "kernels/backend.h"
+#include "tests/test_data.h"
 
 namespace pgkm {
 namespace {
@@ -28,12 +29,7 @@ struct Result {
 };
 
 std::vector<float> random_normal(size_t count, float stddev, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.f, stddev);
-  std::vector<float> out(count);
-  for (float& v : out)
-    v = normal(rng);
-  return out;
+  return testdata::normal(static_cast<int64_t>(count), 1, stddev, seed);
 }
 
 Result run_assign(Backend& backend, const std::vector<float>& points, int dim,

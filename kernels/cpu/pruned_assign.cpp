@@ -18,20 +18,21 @@
 //    whole groups (extra candidates are real centroids, so they change nothing).
 // The tiles of the top levels (rows with the largest limits) are brute forced when
 // that is cheaper than gathering their candidates, and the whole cluster when searching
-// would cost more than kMaxPrunedWork of brute force. Then the copy is re-sorted by the
-// new codes (only when some changed), and the fused pass (assign_accumulate_pruned)
-// updates the previous pass's sums by the rows that moved instead of adding up every
-// point again. A whole pass is brute force when it has few centroids, magnitudes the
-// rounding bound does not cover, or when a sample of clusters shows that pruning
-// cannot pay (as at b=16).
+// would cost more than kMaxPrunedWork of brute force. Results go to the caller's codes
+// and distances by point index; updating codes in place without distances (as k-means
+// does), only the points that move are written. The fused pass (assign_accumulate_pruned)
+// updates the previous pass's sums by the rows that moved (each thread records its
+// clusters' movers while it searches) instead of adding up every point again; then the
+// copy is re-sorted by the new codes (only when some changed). A whole pass is brute
+// force when it has few centroids, magnitudes the rounding bound does not cover, or when
+// a sample of clusters (on every thread) shows that pruning cannot pay (as at b=16).
 //
 // Results do not depend on the thread count or on how rows fall into tiles: every
 // point gets the brute-force code and distance (candidates.h says why), and sums are
 // exact integers.
 //
-// Memory: the cache holds two sorted copies of the points ((dim + 1) x 4 bytes a point
-// each), the codes, distances and new codes (12 bytes a point) and the sums ([k, dim]
-// int64); per thread, O(k * (dim + kMaxLevels)) for the neighbour lists and the block.
+// Memory: the cache (pruned_cache.h, about (8 dim + 20) bytes a point); per thread,
+// O(k * (dim + kMaxLevels)) for the neighbour lists and the block.
 #include <omp.h>
 
 #include <algorithm>
@@ -42,41 +43,15 @@
 #include <limits>
 #include <memory>
 #include <span>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "kernels/candidates.h"
 #include "kernels/cpu/assign_kernels.h"
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/pruned_cache.h"
 
 namespace pgkm::cpu {
-
-struct PrunedCache {
-  int64_t k = 0;
-  std::vector<uint32_t> codes;        // [n] the codes the copy is sorted by, by point
-  std::vector<int64_t> offsets;       // [k + 1] rows of each cluster
-  std::vector<uint32_t> points;       // [n] the point of each row
-  AlignedFloats xs;                   // [n, dim] the rows' coordinates
-  std::vector<float> own;             // [n] each row's distance to its centroid (scratch)
-  std::vector<uint32_t> row_codes;    // [n] each row's new code (scratch)
-  std::vector<float> brute_dist;      // [n] brute-force passes' distances nobody asked for
-  std::vector<uint32_t> next_points;  // the re-sort's target
-  AlignedFloats next_xs;
-  // The block order of the centroids (prepare_centroids) and the passes it served.
-  std::vector<uint32_t> block_order;
-  int order_age = 0;
-  // Brute-force passes left before the next sample, and the last such wait.
-  int passes_to_skip = 0;
-  int backoff = 0;
-  // The share of the centroids the last pruned pass scored (1 before any).
-  double last_scored = 1.0;
-  // The sums of the points by `codes` (valid when have_sums) under 2^fp_exponent.
-  bool have_sums = false;
-  int fp_exponent = 0;
-  std::vector<int64_t> sums;
-  std::vector<uint64_t> counts;
-};
 
 namespace {
 
@@ -184,91 +159,6 @@ bool pruning_pays(const KernelSet& kernels, int threads, const CpuResidentPoints
     }
   }
   return double(needed) <= kSkipFraction * double(all);
-}
-
-// A stable counting sort of rows [0, n) by key(i) < k, in parallel: move(i, to) puts
-// row i at position `to`. Returns the first position of each key, [k + 1].
-template <typename Key, typename Move>
-std::vector<int64_t> counting_sort(int threads, int64_t n, int64_t k, const Key& key,
-                                   const Move& move) {
-  std::vector<int64_t> offsets(static_cast<size_t>(k) + 1, 0);
-  std::vector<int64_t> cursor(static_cast<size_t>(threads * k), 0);
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
-    const int team = omp_get_num_threads();
-    const int64_t first = n * t / team;
-    const int64_t last = n * (t + 1) / team;
-    int64_t* mine = cursor.data() + t * k;
-    for (int64_t i = first; i < last; ++i)
-      ++mine[key(i)];
-#pragma omp barrier
-#pragma omp single
-    {
-      int64_t row = 0;
-      for (int64_t a = 0; a < k; ++a) {
-        offsets[a] = row;
-        for (int u = 0; u < team; ++u) {
-          const int64_t count = cursor[u * k + a];
-          cursor[u * k + a] = row;
-          row += count;
-        }
-      }
-      offsets[k] = row;
-    }
-    for (int64_t i = first; i < last; ++i)
-      move(i, mine[key(i)]++);
-  }
-  return offsets;
-}
-
-// Makes `cache` the points sorted by `previous`, unless it already is.
-void sort_points(int threads, const CpuResidentPoints& points, int64_t k,
-                 std::span<const uint32_t> previous, PrunedCache& cache) {
-  const int64_t n = points.size();
-  const int dim = points.dim();
-  if (cache.k == k && cache.codes.size() == previous.size() &&
-      std::equal(previous.begin(), previous.end(), cache.codes.begin())) {
-    return;
-  }
-  cache.k = k;
-  cache.have_sums = false;
-  cache.codes.assign(previous.begin(), previous.end());
-  cache.points.resize(static_cast<size_t>(n));
-  cache.own.resize(static_cast<size_t>(n));
-  cache.row_codes.resize(static_cast<size_t>(n));
-  cache.next_points.resize(static_cast<size_t>(n));
-  if (!cache.xs) {
-    cache.xs = make_aligned_floats(static_cast<size_t>(n * dim));
-    cache.next_xs = make_aligned_floats(static_cast<size_t>(n * dim));
-  }
-  float* xs = cache.xs.get();
-  uint32_t* rows = cache.points.data();
-  cache.offsets = counting_sort(
-      threads, n, k, [&](int64_t p) { return previous[p]; },
-      [&](int64_t p, int64_t to) {
-        rows[to] = static_cast<uint32_t>(p);
-        const float* src = points.point(p);
-        for (int d = 0; d < dim; ++d)
-          xs[to * dim + d] = src[d * kTileWidth];
-      });
-}
-
-// After a pass: the copy sorted by the new codes (row_codes), whose by-point copy is
-// `codes`.
-void resort_points(int threads, int dim, std::span<const uint32_t> codes, PrunedCache& cache) {
-  const int64_t n = static_cast<int64_t>(cache.points.size());
-  const float* xs = cache.xs.get();
-  float* next_xs = cache.next_xs.get();
-  cache.offsets = counting_sort(
-      threads, n, cache.k, [&](int64_t i) { return cache.row_codes[i]; },
-      [&](int64_t i, int64_t to) {
-        cache.next_points[to] = cache.points[i];
-        std::copy_n(xs + i * dim, dim, next_xs + to * dim);
-      });
-  std::swap(cache.points, cache.next_points);
-  std::swap(cache.xs, cache.next_xs);
-  std::copy(codes.begin(), codes.end(), cache.codes.begin());
 }
 
 // What one cluster cost, for SearchStats.
@@ -493,46 +383,6 @@ ClusterWork search_cluster(const Search& s, int64_t a, Scratch& scratch) {
     done.scored += std::min(groups * kGroupSize, count) * lanes;
   }
   return done;
-}
-
-// One thread's changes to the cached sums: every row whose code changed moves its
-// weight * quantize(x) from the old cluster to the new one. Integers, so adding up the
-// threads' changes in any order gives the same sums.
-struct SumChanges {
-  std::vector<int64_t> sums;    // [k, dim]
-  std::vector<int64_t> counts;  // [k]
-};
-
-void record_move(const CpuResidentPoints& points, const FixedPoint& fp, const PrunedCache& cache,
-                 int64_t row, int64_t from, SumChanges& changes) {
-  const int dim = points.dim();
-  const int64_t to = cache.row_codes[row];
-  const int64_t w = points.weights()[cache.points[row]];
-  changes.counts[from] -= w;
-  changes.counts[to] += w;
-  const float* x = cache.xs.get() + row * dim;
-  for (int d = 0; d < dim; ++d) {
-    const int64_t q = w * fp.quantize(x[d]);
-    changes.sums[from * dim + d] -= q;
-    changes.sums[to * dim + d] += q;
-  }
-}
-
-// cache.sums and cache.counts plus every thread's changes, on every thread.
-void apply_changes(int threads, std::span<const SumChanges> changes, PrunedCache& cache) {
-  const auto apply = [&](auto& total, auto member) {
-    const auto n = static_cast<int64_t>(total.size());
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t i = 0; i < n; ++i) {
-      int64_t change = 0;
-      for (const SumChanges& c : changes)
-        change += (c.*member)[static_cast<size_t>(i)];
-      total[static_cast<size_t>(i)] +=
-          static_cast<std::remove_reference_t<decltype(total[0])>>(change);
-    }
-  };
-  apply(cache.sums, &SumChanges::sums);
-  apply(cache.counts, &SumChanges::counts);
 }
 
 }  // namespace
