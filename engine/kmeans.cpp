@@ -13,6 +13,7 @@
 #include "engine/pg_finetune.h"
 #include "engine/pg_partition.h"
 #include "engine/rng.h"
+#include "engine/with_dim.h"
 #include "kernels/cuda/cuda_backend.h"
 
 namespace pgkm {
@@ -196,21 +197,9 @@ double objective_by(const PointSet& points, const CodeOf& code_of,
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t first = c * kChunk;
     const int64_t last = std::min(n, first + kChunk);
-    double s = 0;
-    switch (points.dim) {
-      case 4:
-        s = chunk_objective<4>(points, code_of, centroids, first, last);
-        break;
-      case 8:
-        s = chunk_objective<8>(points, code_of, centroids, first, last);
-        break;
-      case 16:
-        s = chunk_objective<16>(points, code_of, centroids, first, last);
-        break;
-      default:
-        s = chunk_objective<0>(points, code_of, centroids, first, last);
-        break;
-    }
+    const double s = with_dim(points.dim, [&]<int Dim>() {
+      return chunk_objective<Dim>(points, code_of, centroids, first, last);
+    });
     partial[static_cast<size_t>(c)] = s;
   }
   double total = 0;

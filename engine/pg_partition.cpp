@@ -12,6 +12,7 @@
 
 #include "core/errors.h"
 #include "engine/pg_partition_internal.h"
+#include "engine/with_dim.h"
 
 namespace pgkm {
 namespace partition {
@@ -31,22 +32,6 @@ double squared_distance(const float* a, const float* b, int dim) {
     sum += t * t;
   }
   return sum;
-}
-
-// f.template operator()<Dim>() with Dim = dim for the block sizes configs use, else 0
-// (any dim).
-template <typename F>
-decltype(auto) with_dim(int dim, const F& f) {
-  switch (dim) {
-    case 4:
-      return f.template operator()<4>();
-    case 8:
-      return f.template operator()<8>();
-    case 16:
-      return f.template operator()<16>();
-    default:
-      return f.template operator()<0>();
-  }
 }
 
 }  // namespace

@@ -5,7 +5,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <type_traits>
 #include <utility>
 
 #include "kernels/cpu/assign_kernels.h"
@@ -101,19 +100,23 @@ void resort_points(int threads, int dim, std::span<const uint32_t> codes, Pruned
 }
 
 void apply_changes(int threads, std::span<const SumChanges> changes, PrunedCache& cache) {
-  const auto apply = [&](auto& total, auto member) {
-    const auto n = static_cast<int64_t>(total.size());
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t i = 0; i < n; ++i) {
-      int64_t change = 0;
+  const auto values = static_cast<int64_t>(cache.sums.size());
+  const auto k = static_cast<int64_t>(cache.counts.size());
+#pragma omp parallel num_threads(threads)
+  {
+#pragma omp for schedule(static) nowait
+    for (int64_t i = 0; i < values; ++i) {
       for (const SumChanges& c : changes)
-        change += (c.*member)[static_cast<size_t>(i)];
-      total[static_cast<size_t>(i)] +=
-          static_cast<std::remove_reference_t<decltype(total[0])>>(change);
+        cache.sums[static_cast<size_t>(i)] += c.sums[static_cast<size_t>(i)];
     }
-  };
-  apply(cache.sums, &SumChanges::sums);
-  apply(cache.counts, &SumChanges::counts);
+    // Unsigned arithmetic wraps, so adding a negative change as uint64 subtracts it.
+#pragma omp for schedule(static)
+    for (int64_t j = 0; j < k; ++j) {
+      for (const SumChanges& c : changes)
+        cache.counts[static_cast<size_t>(j)] +=
+            static_cast<uint64_t>(c.counts[static_cast<size_t>(j)]);
+    }
+  }
 }
 
 }  // namespace pgkm::cpu
